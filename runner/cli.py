@@ -1,0 +1,214 @@
+"""The `runner` command. One error boundary: user errors -> one message and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from runner import log as runner_log
+from runner.core.plan import Plan, load_plan
+from runner.core.results import RunResult
+from runner.errors import InputError, RunnerError
+from runner.settings import Settings
+
+app = typer.Typer(
+    help="Run a plan's tasks in parallel, each in its own hardened Docker sandbox; "
+    "bring the work home as git bundles and merge it on an integration branch.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+images_app = typer.Typer(help="The runner's own images (built here; nothing is pulled).")
+app.add_typer(images_app, name="images")
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (cleanup runs) but exits 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def guarded(fn: F) -> F:
+    """The one error handler of every command."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return fn(*args, **kwargs)
+        except RunnerError as exc:
+            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            err.print("terminated: sandboxes removed, finished work kept under refs/runner/")
+            raise typer.Exit(143) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: sandboxes removed, finished work kept under refs/runner/")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception:
+            crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
+            crash.write_text(traceback.format_exc())
+            err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
+            raise typer.Exit(3) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The git checkout to run on.")]
+
+
+@app.command("plan")
+@guarded
+def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
+    """Validate a plan and print the dispatch plan (waves, scopes, overlaps); start nothing."""
+    from runner.preflight import preflight
+
+    prepared = preflight(load_plan(plan), repo, Settings(), os.environ)
+    d = prepared.dispatch
+    out = Console()
+    out.print(f"plan {plan}: {len(prepared.doc.plan.tasks)} tasks in {len(d.waves)} waves, "
+              f"base {prepared.doc.plan.base} = {prepared.base_commit[:12]}")  # fmt: skip
+    for i, wave in enumerate(d.waves):
+        out.print(f"wave {i + 1}:")
+        for task_id in wave:
+            deps = prepared.doc.plan.task(task_id).depends_on
+            after = f"  after {', '.join(deps)}" if deps else ""
+            out.print(f"  {task_id}: {prepared.scopes[task_id].describe()}{after}")
+    for task_id, after in d.moved:
+        out.print(f"serialized: {task_id} waits for {after} (overlapping scopes)")
+    for overlap in d.overlaps:
+        out.print(f"[yellow]overlap (allowed):[/] {overlap.describe()}")
+
+
+@app.command("run")
+@guarded
+def run_cmd(
+    plan: PlanArg,
+    repo: RepoOpt = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+) -> None:
+    """Run a plan: one sandbox per task, bundles home, merged on runner/<run>/integration."""
+    settings = Settings()
+    runner_log.configure(settings.log_format, quiet=json_out)
+    result = execute(plan, repo, settings)
+    if json_out:
+        print(result.model_dump_json(indent=2))
+    else:
+        from runner.report import print_summary
+
+        print_summary(result, Console())
+    raise typer.Exit(result.exit_code)
+
+
+def execute(plan: Path, repo: Path, settings: Settings) -> RunResult:
+    """Load, pre-flight, run and report one plan (shared by `run` and `demo`)."""
+    from runner.coordinator import Coordinator, state_root
+    from runner.preflight import preflight
+    from runner.report import append_usage, write_result
+    from runner.sandbox.docker import DockerBackend, connect
+
+    prepared = preflight(load_plan(plan), repo, settings, os.environ)
+    client = connect(settings.docker_timeout)
+    missing = sorted(i for i in prepared.images | {settings.collector_image} if not _has_image(client, i))
+    if missing:
+        raise InputError(
+            f"image(s) not found: {', '.join(missing)}",
+            hint="build the runner's images with `runner images build` (a plan may name yours)",
+        )
+    backend = DockerBackend(client, settings.collector_image)
+    backend.cleanup(None)  # reap what dead runs left behind
+    root = state_root(prepared.repo, settings.state_dir)
+    coordinator = Coordinator(prepared, backend, root, keep_workspaces=settings.keep_workspaces)
+    try:
+        result = coordinator.run()
+    finally:
+        write_result(coordinator.result)
+        append_usage(coordinator.result, root / "usage.jsonl")
+    return result
+
+
+def _has_image(client: Any, name: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+@app.command("schema")
+@guarded
+def schema_cmd(
+    result: Annotated[bool, typer.Option("--result", help="The result document's schema.")] = False,
+) -> None:
+    """Print the JSON Schema of the plan file (or of the result document)."""
+    model = RunResult if result else Plan
+    print(json.dumps(model.model_json_schema(), indent=2))
+
+
+@images_app.command("build")
+@guarded
+def images_build(
+    force: Annotated[bool, typer.Option(help="Rebuild even if up to date.")] = False,
+    from_registry: Annotated[
+        bool, typer.Option(help="Base image FROM a registry instead of mmdebstrap.")
+    ] = False,
+) -> None:
+    """Build the runner's images (base without any pull, then the sandbox image on it)."""
+    from runner.images import build_images
+    from runner.sandbox.docker import connect
+
+    settings = Settings()
+    client = connect(settings.docker_timeout)
+    for info in build_images(client, settings.images_dir, force=force, from_registry=from_registry,
+                             progress=lambda m: err.print(m, highlight=False)):  # fmt: skip
+        state = "built" if info.built else "up to date"
+        print(f"{info.tag}: {state} ({info.id[:19]})")
+
+
+@app.command("gc")
+@guarded
+def gc_cmd(
+    repo: Annotated[Path | None, typer.Option(help="Also remove stale run state of this repo.")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Also runs whose owner is alive.")] = False,
+    caches: Annotated[bool, typer.Option(help="Also remove the per-task cache volumes.")] = False,
+) -> None:
+    """Remove what runs left in Docker (by label) and stale workspaces."""
+    from runner.gc import collect_garbage
+
+    for line in collect_garbage(Settings(), repo, all_runs=all_runs, caches=caches):
+        print(line)
+
+
+@app.command("demo")
+@guarded
+def demo_cmd(
+    keep: Annotated[Path | None, typer.Option(help="Create the sample here (default: a temp dir).")] = None,
+) -> None:
+    """The built-in main job: a sample repo, a 4-task plan in 3 waves, run for real, verified."""
+    from runner.demo import run_demo
+
+    raise typer.Exit(run_demo(keep, Settings()))
+
+
+def main() -> None:
+    app()

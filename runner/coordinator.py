@@ -1,0 +1,280 @@
+"""One run: waves -> sandboxes -> bundles -> integration -> verify -> result."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from runner import git, workspace
+from runner.core.results import (
+    IsolationCheck,
+    RunResult,
+    RunStatus,
+    TaskResult,
+    TaskStatus,
+    WaveResult,
+)
+from runner.core.scope import check_changes
+from runner.errors import RunnerError
+from runner.gc import write_owner
+from runner.integrate import merge_wave
+from runner.preflight import Prepared
+from runner.sandbox import labels
+from runner.sandbox.base import SandboxBackend, SandboxSpec
+
+log = structlog.get_logger()
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def state_root(repo: Path, override: Path | None) -> Path:
+    """Run state lives in the repo's git dir: never in the user's working tree."""
+    return override if override else git.common_dir(repo) / "runner"
+
+
+def repo_key(repo: Path) -> str:
+    return hashlib.sha256(str(git.common_dir(repo)).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Coordinator:
+    prepared: Prepared
+    backend: SandboxBackend
+    state_dir: Path
+    run_id: str = field(default_factory=new_run_id)
+    keep_workspaces: bool = False
+
+    def __post_init__(self) -> None:
+        p = self.prepared
+        self.repo = p.repo
+        self.plan = p.doc.plan
+        self.run_dir = self.state_dir / "runs" / self.run_id
+        self.integration_ref = f"refs/heads/runner/{self.run_id}/integration"
+        self.shared: Path | None = None
+        self.network: str | None = None
+        self.commits: dict[str, str] = {}  # task -> commit ready to merge
+        wave_of = {t: i for i, w in enumerate(p.dispatch.waves) for t in w}
+        self.result = RunResult(
+            run_id=self.run_id,
+            repo=str(self.repo),
+            plan=p.doc.source,
+            base=self.plan.base,
+            base_commit=p.base_commit,
+            integration_ref=self.integration_ref,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            state_dir=str(self.run_dir),
+            tasks=[TaskResult(id=t.id, wave=wave_of[t.id]) for t in self.plan.tasks],
+        )
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        before = git.snapshot(self.repo)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_owner(self.run_dir)
+        git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
+        log.info("run started", run=self.run_id, waves=self.prepared.dispatch.waves)
+        try:
+            self._prepare()
+            head, stopped = self.prepared.base_commit, None
+            for index, wave in enumerate(self.prepared.dispatch.waves):
+                head, stopped = self._wave(index, wave, head, stopped)
+            self.result.integration_commit = head
+            self.result.status = (
+                RunStatus.SUCCESS
+                if all(t.status.ok for t in self.result.tasks)
+                else RunStatus.PARTIAL
+            )
+        except KeyboardInterrupt:
+            self.result.status = RunStatus.INTERRUPTED
+            self.result.error = "interrupted; finished work is kept under refs/runner/"
+            raise
+        except RunnerError as exc:
+            self.result.status, self.result.error = RunStatus.ERROR, str(exc)
+        finally:
+            self._finish(before, started)
+        return self.result
+
+    def _prepare(self) -> None:
+        p = self.prepared
+        if self.plan.shared:
+            self.shared = workspace.export_shared(
+                self.repo, p.base_commit, self.plan.shared, self.run_dir / "shared"
+            )
+        if any(pol.network == "open" for pol in p.policies.values()):
+            log.warning("a policy opens the network: sandboxes can reach anything the host can")
+            self.network = self.backend.create_network(self.run_id)
+
+    def _finish(self, before: dict[str, str], started: float) -> None:
+        removed = self.backend.cleanup(self.run_id)
+        log.debug("cleanup", run=self.run_id, removed=removed)
+        after = git.snapshot(self.repo)
+        changed = [k for k in before if before[k] != after.get(k)]
+        self.result.isolation = IsolationCheck(
+            unchanged=not changed, before=before, after=after, changed=changed
+        )
+        if changed:
+            log.error("the user's checkout changed during the run", changed=changed)
+        self.result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.result.duration_s = round(time.monotonic() - started, 3)
+
+    # -- one wave ------------------------------------------------------------------------------
+    def _wave(self, index: int, wave: list[str], head: str, stopped: str | None) -> tuple[str, str | None]:
+        wres = WaveResult(index=index, tasks=wave, start_commit=head)
+        self.result.waves.append(wres)
+        runnable = []
+        for task_id in wave:
+            reason = f"run stopped: {stopped}" if stopped else self._blocked(task_id)
+            if reason:
+                self._set(task_id, TaskStatus.SKIPPED, reason)
+            else:
+                runnable.append(task_id)
+        with ThreadPoolExecutor(max_workers=self.plan.concurrency) as pool:
+            list(pool.map(lambda t: self._task(t, head), runnable))
+
+        ready = [(t, self.commits[t]) for t in wave if t in self.commits]
+        merge = merge_wave(self.repo, head, ready, self.run_id, self.plan.on_conflict == "stop")
+        for task_id, conflicts in merge.conflicts.items():
+            files = sorted({f for c in conflicts for f in c.files})
+            self.result.task(task_id).conflicts = conflicts
+            self._set(task_id, TaskStatus.CONFLICT, "merge conflict in " + ", ".join(files))
+        if merge.stopped_at:
+            stopped = f"conflict in task {merge.stopped_at}"
+            for task_id, _ in ready[ready.index((merge.stopped_at, self.commits[merge.stopped_at])) + 1 :]:
+                self._set(task_id, TaskStatus.SKIPPED, f"not merged: {stopped} (work kept)")
+        if not merge.merged:
+            wres.merged_commit = head
+            return head, stopped
+
+        green = self._verify(index, merge.head, wres)
+        if green:
+            git.update_ref(self.repo, self.integration_ref, merge.head, head)
+            for task_id in merge.merged:
+                self._set(task_id, TaskStatus.MERGED, None)
+            wres.merged_commit = merge.head
+            return merge.head, stopped
+        kept = f"refs/runner/{self.run_id}/verify-failed/wave-{index}"
+        git.update_ref(self.repo, kept, merge.head)
+        for task_id in merge.merged:
+            self._set(task_id, TaskStatus.VERIFY_FAILED,
+                      f"verify red after merging wave {index}; merge kept at {kept}")  # fmt: skip
+        wres.merged_commit = head
+        if self.plan.on_conflict == "stop":
+            stopped = f"verify red after wave {index}"
+        return head, stopped
+
+    def _blocked(self, task_id: str) -> str | None:
+        # Declared dependencies only: an order added by `serialize` is not a dependency.
+        for dep in self.plan.task(task_id).depends_on:
+            status = self.result.task(dep).status
+            if status is not TaskStatus.MERGED and status is not TaskStatus.NO_CHANGES:
+                return f"dependency {dep} is {status.value}"
+        return None
+
+    def _set(self, task_id: str, status: TaskStatus, reason: str | None) -> None:
+        tres = self.result.task(task_id)
+        tres.status, tres.reason = status, reason
+        log.info("task", task=task_id, status=status.value, reason=reason)
+
+    # -- one task ------------------------------------------------------------------------------
+    def _spec(self, task_id: str, role: str, start: str, script: str, timeout: float) -> SandboxSpec:
+        policy = self.prepared.policies[task_id if role == "task" else ""]
+        image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
+        state = self.run_dir / ("tasks" if role == "task" else "verify") / task_id
+        key = repo_key(self.repo)
+        return SandboxSpec(
+            run_id=self.run_id, task_id=task_id, role=role, image=image,  # type: ignore[arg-type]
+            policy=policy, script=script, timeout=timeout,
+            workspace=state / "work", objects=git.common_dir(self.repo) / "objects",
+            state=state, start_commit=start, shared=self.shared,
+            cache_volume=f"runner-cache-{key}-{task_id}",
+            cache_labels=labels.cache_labels(key, task_id),
+            env=self.prepared.env.get(task_id, {}) if role == "task" else {},
+            network=self.network,
+        )  # fmt: skip
+
+    def _task(self, task_id: str, start: str) -> None:
+        task = self.plan.task(task_id)
+        tres = self.result.task(task_id)
+        tres.start_commit = start
+        spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
+        log.info("task started", task=task_id, start=start[:12])
+        try:
+            workspace.make_clone(self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user)
+            try:
+                ex = self.backend.execute(spec)
+                tres.exit_code, tres.duration_s, tres.log_path = ex.exit_code, ex.duration_s, str(ex.log_path)
+                tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
+                tres.metrics_source = ex.metrics_source
+                collected = self.backend.collect(spec)
+            finally:
+                self.backend.destroy(spec)
+            tres.out_path = str(collected.out_dir) if collected.out_dir else None
+            commit = self._bring_home(task_id, start, collected.head, collected.bundle)
+        except RunnerError as exc:
+            # The workspace stays for inspection: nothing of the task's is thrown away.
+            self._set(task_id, TaskStatus.FAILED, f"runner could not finish this task: {exc}")
+            return
+        if not self.keep_workspaces:
+            workspace.remove(spec.workspace)
+        files = git.changed_paths(self.repo, start, commit) if commit != start else []
+        tres.files_changed = files
+        if ex.timed_out:
+            self._set(task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s; partial work kept")
+        elif ex.oom_killed:
+            self._set(task_id, TaskStatus.OOM,
+                      f"killed by the memory limit ({spec.policy.memory} bytes); partial work kept")  # fmt: skip
+        elif ex.exit_code != 0:
+            self._set(task_id, TaskStatus.FAILED, f"exit code {ex.exit_code}; see {ex.log_path}")
+        elif not files:
+            self._set(task_id, TaskStatus.NO_CHANGES, None)
+        elif violations := check_changes(self.prepared.scopes[task_id], files, self.plan.shared):
+            tres.violations = violations.paths()
+            self._set(task_id, TaskStatus.SCOPE_VIOLATION,
+                      "changed paths it may not: " + ", ".join(violations.paths()[:10]))  # fmt: skip
+        else:
+            self.commits[task_id] = commit
+            log.info("task ready", task=task_id, files=len(files))
+
+    def _bring_home(self, task_id: str, start: str, head: str, bundle: Path | None) -> str:
+        """Verify and fetch the task's bundle into refs/runner/<run>/<task>; its commit."""
+        tres = self.result.task(task_id)
+        ref = f"refs/runner/{self.run_id}/{task_id}"
+        if bundle is not None:
+            git.bundle_verify(self.repo, bundle)
+            commit = git.fetch_bundle(self.repo, bundle, "refs/runner-result", ref)
+        elif head != start and git.has_object(self.repo, head):
+            commit = head  # moved back onto history the host already has
+            git.update_ref(self.repo, ref, commit)
+        else:
+            return start
+        tres.ref, tres.commit = ref, commit
+        return commit
+
+    # -- verify --------------------------------------------------------------------------------
+    def _verify(self, index: int, commit: str, wres: WaveResult) -> bool:
+        if self.plan.verify is None:
+            wres.verify = "skipped"
+            return True
+        name = f"verify-wave-{index}"
+        spec = self._spec(name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout)
+        policy = self.prepared.policies[""]
+        workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
+        try:
+            ex = self.backend.execute(spec)
+        finally:
+            self.backend.destroy(spec)
+            workspace.remove(spec.workspace)
+        green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
+        wres.verify, wres.verify_log = ("green" if green else "red"), str(ex.log_path)
+        log.info("verify", wave=index, result=wres.verify)
+        return green

@@ -1,0 +1,1 @@
+"""The pure core: plans, scopes, waves, policies, results. No Docker, no subprocess."""

@@ -1,0 +1,197 @@
+"""The plan file: what a user writes, as frozen pydantic models, loaded with file:line errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from runner.core.yamlmarks import Loc, YamlSyntaxError, line_for, load_with_lines
+from runner.errors import PlanError
+
+# Task ids become git ref components, container names and file names: keep them plain.
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class Verify(_Model):
+    """A command run in a sandbox on the merged tree after each wave."""
+
+    run: str = Field(min_length=1)
+    """Shell script, run at the repo root with `sh -e`."""
+    timeout: float = Field(default=600, gt=0)
+    """Seconds before the verify sandbox is killed (counts as red)."""
+
+
+class Task(_Model):
+    """One unit of work, run in its own sandbox on its own clone."""
+
+    id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    """Unique name; used in refs (refs/runner/<run>/<id>), logs and labels."""
+    run: str = Field(min_length=1)
+    """Shell script run at the repo root in the sandbox with `sh -e`."""
+    scope: list[str] | None = None
+    """gitwildmatch globs the task may change; absent means the whole repo."""
+    deny: list[str] = []
+    """Globs the task must not change, even inside its scope."""
+    depends_on: list[str] = []
+    """Task ids whose merged work this task starts from."""
+    policy: str | None = None
+    """Policy name (policies/NAME.yaml) or path to a policy file; default: the plan's."""
+    image: str | None = None
+    """Docker image; default: the plan's."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Hard limit in seconds; default: the plan's."""
+    env: list[Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = []
+    """Names of host environment variables passed through; nothing else leaks in."""
+
+    @field_validator("scope", "deny")
+    @classmethod
+    def _globs_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        for glob in value or []:
+            if not glob.strip():
+                raise ValueError("a glob must not be empty")
+            if glob.startswith("../") or "/../" in glob:
+                raise ValueError(f"glob {glob!r} climbs out of the repo")
+        return value
+
+
+class Plan(_Model):
+    """A run: tasks with scopes and dependencies, and how to run, merge and verify them."""
+
+    base: str = "HEAD"
+    """Git revision every first-wave task starts from."""
+    shared: str | None = None
+    """Repo-relative directory exported from base and mounted read-only at /shared."""
+    concurrency: int = Field(default=4, ge=1, le=64)
+    """Sandboxes running at once."""
+    image: str = "runner/sandbox:1"
+    """Default image for tasks and verify."""
+    policy: str = "default"
+    """Default policy name or file."""
+    timeout: float = Field(default=1800, gt=0)
+    """Default hard timeout per task, seconds."""
+    on_overlap: Literal["refuse", "serialize", "allow"] = "refuse"
+    """What to do when two tasks of one wave may change the same paths."""
+    on_conflict: Literal["stop", "skip"] = "stop"
+    """What to do on a merge conflict or a red verify."""
+    verify: Verify | None = None
+    """Run after each wave on the merged tree; a plain string is the command."""
+    tasks: list[Task] = Field(min_length=1)
+    """The tasks; ids unique."""
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_from_string(cls, value: Any) -> Any:
+        return {"run": value} if isinstance(value, str) else value
+
+    @field_validator("shared")
+    @classmethod
+    def _shared_relative(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        clean = value.strip().strip("/")
+        if not clean or value.startswith("/") or ".." in Path(clean).parts:
+            raise ValueError("must be a directory inside the repo, relative to its root")
+        return clean
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Plan:
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.id in seen:
+                raise ValueError(f"task id {task.id!r} appears twice")
+            seen.add(task.id)
+        return self
+
+    def task(self, task_id: str) -> Task:
+        return next(t for t in self.tasks if t.id == task_id)
+
+
+def load_plan(path: Path) -> PlanDoc:
+    """Read and validate a plan file.
+
+    Raises:
+        PlanError: one line per problem, as `FILE:LINE: FIELD: message`.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError([f"{path}: no such plan file"], hint="pass the path of a YAML plan") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError([f"{path}: cannot read: {exc}"]) from None
+    return parse_plan(text, str(path))
+
+
+def parse_plan(text: str, source: str) -> PlanDoc:
+    try:
+        data, lines = load_with_lines(text)
+    except YamlSyntaxError as exc:
+        where = f"{source}:{exc.line}" if exc.line else source
+        raise PlanError([f"{where}: not valid YAML: {exc.message}"]) from None
+    if not isinstance(data, dict):
+        raise PlanError(
+            [f"{source}:1: the plan must be a mapping with a 'tasks' list"],
+            hint="see `runner schema` for the fields",
+        )
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(_problems(exc, data, lines, source), hint="see `runner schema`") from None
+    return PlanDoc(plan, source, data, lines)
+
+
+def field_name(loc: Loc, data: Any = None) -> str:
+    """('tasks', 2, 'scope', 0) -> tasks[2](api).scope[0]; names the task by id when known."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("id"), str):
+                out += f"({node['id']})"
+        else:
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(plan)"
+
+
+def _problems(exc: ValidationError, data: Any, lines: dict[Loc, int], source: str) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        # pydantic appends union/validator tags to loc; keep the parts that address data.
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-"))
+        line = line_for(lines, loc)
+        where = f"{source}:{line}" if line else source
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling; `runner schema` lists the fields)"
+        problems.append(f"{where}: {field_name(loc, data)}: {msg}")
+    return problems
+
+
+@dataclass(frozen=True)
+class PlanDoc:
+    """A validated plan with where it came from, so later checks can point at lines too."""
+
+    plan: Plan
+    source: str
+    data: Any = None
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def problem(self, loc: Loc, message: str) -> str:
+        """`FILE:LINE: FIELD: message` for a field found wrong after validation."""
+        line = line_for(self.lines, loc)
+        where = f"{self.source}:{line}" if line else self.source
+        return f"{where}: {field_name(loc, self.data)}: {message}"
+
+    def task_loc(self, task_id: str, *rest: str | int) -> Loc:
+        index = next(i for i, t in enumerate(self.plan.tasks) if t.id == task_id)
+        return ("tasks", index, *rest)

@@ -1,0 +1,133 @@
+"""The result document of a run (schema_version 1): what happened to every task, and why."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class TaskStatus(StrEnum):
+    MERGED = "merged"
+    """Its work is on the integration branch (and verify was green)."""
+    FAILED = "failed"
+    """The task exited non-zero; its partial work is kept under its ref."""
+    TIMEOUT = "timeout"
+    """Killed at its hard timeout; partial work kept."""
+    OOM = "oom"
+    """Killed by the memory limit; partial work kept."""
+    SCOPE_VIOLATION = "scope_violation"
+    """Changed paths outside its scope, inside deny or in the shared dir; kept, not merged."""
+    CONFLICT = "conflict"
+    """Its work conflicts with work merged before it; kept, not merged."""
+    VERIFY_FAILED = "verify_failed"
+    """Merged, but verify went red on its wave; the integration branch stays at the last green."""
+    NO_CHANGES = "no_changes"
+    """Succeeded without changing anything."""
+    SKIPPED = "skipped"
+    """Not run or not merged because of something else (see reason)."""
+
+    @property
+    def ok(self) -> bool:
+        return self in (TaskStatus.MERGED, TaskStatus.NO_CHANGES)
+
+
+class RunStatus(StrEnum):
+    SUCCESS = "success"
+    """Every task merged (or had no changes), verify green."""
+    PARTIAL = "partial"
+    """The run finished; some work is not merged (see tasks)."""
+    ERROR = "error"
+    """The run broke (sandbox or git failure); see error."""
+    INTERRUPTED = "interrupted"
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class Conflict(_Doc):
+    with_task: str | None
+    """The task already merged that this one conflicts with (None: the integration head)."""
+    files: list[str]
+
+
+class TaskResult(_Doc):
+    id: str
+    wave: int
+    """0-based wave index."""
+    status: TaskStatus = TaskStatus.SKIPPED
+    reason: str | None = None
+    """Why it is not merged, in one line."""
+    exit_code: int | None = None
+    duration_s: float | None = None
+    start_commit: str | None = None
+    """The commit its clone started from (base, or the integration head of its wave)."""
+    ref: str | None = None
+    """refs/runner/<run>/<task>, where its work is kept (merged or not)."""
+    commit: str | None = None
+    files_changed: list[str] = []
+    violations: list[str] = []
+    conflicts: list[Conflict] = []
+    log_path: str | None = None
+    out_path: str | None = None
+    """Where its RUNNER_OUT directory was copied (reports, usage), never merged."""
+    cpu_s: float | None = None
+    peak_memory_bytes: int | None = None
+    metrics_source: str | None = None
+    """cgroup (read inside before exit), docker_stats (sampled before a kill) or None."""
+
+
+class WaveResult(_Doc):
+    index: int
+    tasks: list[str]
+    start_commit: str
+    """Integration head the wave's tasks started from."""
+    merged_commit: str | None = None
+    verify: str | None = None
+    """green, red, skipped (no verify command) or None (not reached)."""
+    verify_log: str | None = None
+
+
+class IsolationCheck(_Doc):
+    unchanged: bool
+    before: dict[str, str]
+    after: dict[str, str]
+    changed: list[str] = []
+    """Which of head, branch, index, worktree moved."""
+
+
+class RunResult(_Doc):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    repo: str
+    plan: str
+    base: str
+    base_commit: str
+    status: RunStatus = RunStatus.SUCCESS
+    error: str | None = None
+    integration_ref: str
+    integration_commit: str | None = None
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    waves: list[WaveResult] = []
+    tasks: list[TaskResult] = []
+    isolation: IsolationCheck | None = None
+    state_dir: str = Field(description="Where logs, outputs and this document are kept")
+
+    def task(self, task_id: str) -> TaskResult:
+        return next(t for t in self.tasks if t.id == task_id)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all merged and checkout unchanged; 1 work not merged; 3 internal error; 130."""
+        if self.status is RunStatus.INTERRUPTED:
+            return 130
+        if self.status is RunStatus.ERROR:
+            return 3
+        if self.isolation is not None and not self.isolation.unchanged:
+            return 1
+        return 0 if self.status is RunStatus.SUCCESS else 1

@@ -1,0 +1,156 @@
+"""Scopes: which paths a task may change, and whether two tasks may change the same ones.
+
+Globs follow gitwildmatch (.gitignore) semantics, anchored at the repo root.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import pathspec
+
+
+def _anchored(glob: str) -> str:
+    # In .gitignore a pattern without a slash matches at any depth; a scope is meant from the
+    # repo root ("README.md" is the top-level one), so anchor every pattern.
+    negated = glob.startswith("!")
+    body = glob[1:] if negated else glob
+    body = body if body.startswith("/") else "/" + body
+    return ("!" if negated else "") + body
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The paths a task may change: inside `include` (None = everything), outside `deny`."""
+
+    include: tuple[str, ...] | None
+    deny: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, include: Sequence[str] | None, deny: Sequence[str] = ()) -> Scope:
+        return cls(tuple(include) if include is not None else None, tuple(deny))
+
+    @cached_property
+    def _include_spec(self) -> pathspec.PathSpec | None:
+        if self.include is None:
+            return None
+        return pathspec.PathSpec.from_lines("gitwildmatch", map(_anchored, self.include))
+
+    @cached_property
+    def _deny_spec(self) -> pathspec.PathSpec:
+        return pathspec.PathSpec.from_lines("gitwildmatch", map(_anchored, self.deny))
+
+    def allows(self, path: str) -> bool:
+        return self.covers(path) and not self.denies(path)
+
+    def covers(self, path: str) -> bool:
+        return self._include_spec is None or self._include_spec.match_file(path)
+
+    def denies(self, path: str) -> bool:
+        return bool(self.deny) and self._deny_spec.match_file(path)
+
+    def describe(self) -> str:
+        inc = "everything" if self.include is None else ", ".join(self.include)
+        return inc + (f" (deny {', '.join(self.deny)})" if self.deny else "")
+
+
+def under(path: str, directory: str) -> bool:
+    """True when path is directory itself or inside it."""
+    directory = directory.strip("/")
+    return path == directory or path.startswith(directory + "/")
+
+
+@dataclass(frozen=True)
+class Violations:
+    outside_scope: tuple[str, ...] = ()
+    denied: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.outside_scope or self.denied or self.shared)
+
+    def paths(self) -> list[str]:
+        return sorted({*self.outside_scope, *self.denied, *self.shared})
+
+
+def check_changes(scope: Scope, changed: Iterable[str], shared_dir: str | None) -> Violations:
+    """Classify changed paths a task may not have changed (the shared dir is never writable)."""
+    outside, denied, shared = [], [], []
+    for path in changed:
+        if shared_dir and under(path, shared_dir):
+            shared.append(path)
+        elif not scope.covers(path):
+            outside.append(path)
+        elif scope.denies(path):
+            denied.append(path)
+    return Violations(tuple(sorted(outside)), tuple(sorted(denied)), tuple(sorted(shared)))
+
+
+_WILD = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
+
+
+def probe(glob: str) -> str | None:
+    """A concrete path this glob matches (wildcards filled in), to test another scope against.
+
+    It stands for the files a task may create that do not exist at base yet.
+    """
+    if glob.startswith("!"):
+        return None
+    body = _WILD.sub(lambda m: m.group(0)[1] if m.group(0).startswith("[") else "x", glob)
+    body = body.strip("/")
+    # "src/db/" (a directory pattern) and "src/**" both cover files below.
+    if glob.endswith("/") or glob.endswith("**"):
+        body += "/x"
+    return body.replace("//", "/") or None
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Two tasks that may change the same paths."""
+
+    first: str
+    second: str
+    patterns: tuple[tuple[str, str], ...]
+    """Pairs (pattern of first, pattern of second) that cover a common path."""
+    files: tuple[str, ...]
+    """Files at base that both scopes cover (capped for readability)."""
+
+    def describe(self) -> str:
+        pats = "; ".join(f"{a!r} ~ {b!r}" for a, b in self.patterns) or "whole repo"
+        files = ", ".join(self.files[:5]) + (" ..." if len(self.files) > 5 else "")
+        return f"{self.first} and {self.second} overlap: {pats}" + (
+            f"; both cover {files}" if files else ""
+        )
+
+
+def _pattern_overlaps(a: str, b: str) -> bool:
+    sa, sb = Scope.of([a]), Scope.of([b])
+    pa, pb = probe(a), probe(b)
+    return (pa is not None and sb.covers(pa)) or (pb is not None and sa.covers(pb))
+
+
+def find_overlap(
+    first: str, a: Scope, second: str, b: Scope, base_paths: Sequence[str]
+) -> Overlap | None:
+    """Whether tasks with scopes a and b may change a common path.
+
+    They overlap when a file at base is allowed by both, or when a path one pattern would
+    create is covered by the other (new files count too).
+    """
+    files = tuple(p for p in base_paths if a.allows(p) and b.allows(p))
+    pats: list[tuple[str, str]] = []
+    for pa in a.include if a.include is not None else ("**",):
+        for pb in b.include if b.include is not None else ("**",):
+            if _pattern_overlaps(pa, pb):
+                pr_a, pr_b = probe(pa), probe(pb)
+                # A shared probe path that one side denies is not a real overlap.
+                if any(
+                    p is not None and a.allows(p) and b.allows(p) for p in (pr_a, pr_b)
+                ) or files:
+                    pats.append((pa, pb))
+    if not files and not pats:
+        return None
+    return Overlap(first, second, tuple(pats), files[:50])

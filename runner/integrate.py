@@ -1,0 +1,68 @@
+"""Integration on the host, without a working tree: pre-check, ordered merges, the ref."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import git
+from runner.core.results import Conflict
+
+
+@dataclass
+class WaveMerge:
+    """What merging one wave's ready tasks onto the integration head produced."""
+
+    head: str
+    merged: list[str] = field(default_factory=list)
+    conflicts: dict[str, list[Conflict]] = field(default_factory=dict)
+    stopped_at: str | None = None
+    """The task whose conflict stopped the wave (on_conflict: stop)."""
+
+
+def pairwise(repo: Path, commits: dict[str, str]) -> dict[tuple[str, str], list[str]]:
+    """Conflicting files for every pair of a wave's task commits (merge-tree, no work tree)."""
+    ids = list(commits)
+    found = {}
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            outcome = git.merge_tree(repo, commits[a], commits[b])
+            if not outcome.clean:
+                found[(a, b)] = outcome.conflicts
+    return found
+
+
+def merge_wave(
+    repo: Path, head: str, ready: Sequence[tuple[str, str]], run_id: str, stop_on_conflict: bool
+) -> WaveMerge:
+    """Merge (task, commit) pairs in order onto head; a conflicting task is left out.
+
+    Each merge is a real two-parent commit, so history shows which task brought what.
+    """
+    pairs = pairwise(repo, dict(ready))
+    result = WaveMerge(head)
+    for task_id, commit in ready:
+        outcome = git.merge_tree(repo, result.head, commit)
+        if outcome.tree is None:
+            result.conflicts[task_id] = _explain(task_id, outcome.conflicts, result.merged, pairs)
+            if stop_on_conflict:
+                result.stopped_at = task_id
+                break
+            continue
+        message = f"runner {run_id}: merge task {task_id}\n\nTask commit: {commit}\n"
+        result.head = git.commit_tree(repo, outcome.tree, [result.head, commit], message)
+        result.merged.append(task_id)
+    return result
+
+
+def _explain(
+    task_id: str, files: list[str], merged: list[str], pairs: dict[tuple[str, str], list[str]]
+) -> list[Conflict]:
+    """Name the merged tasks this one collides with; else the integration head itself."""
+    out = []
+    for other in merged:
+        both = pairs.get((other, task_id)) or pairs.get((task_id, other))
+        if both:
+            out.append(Conflict(with_task=other, files=sorted(set(both) & set(files)) or both))
+    return out or [Conflict(with_task=None, files=files)]

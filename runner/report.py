@@ -1,0 +1,90 @@
+"""What a run leaves for people and machines: summary table, result JSON, usage JSONL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from runner.core.results import RunResult, TaskStatus
+
+_STYLE = {
+    TaskStatus.MERGED: "green",
+    TaskStatus.NO_CHANGES: "green",
+    TaskStatus.SKIPPED: "yellow",
+}
+
+
+def write_result(result: RunResult) -> Path:
+    path = Path(result.state_dir) / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(result.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def append_usage(result: RunResult, usage_log: Path) -> None:
+    """One line per task, append-only, for cost tracking across runs."""
+    usage_log.parent.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    with usage_log.open("a", encoding="utf-8") as fh:
+        for t in result.tasks:
+            row = {
+                "time": now, "run_id": result.run_id, "repo": result.repo, "task": t.id,
+                "status": t.status.value, "duration_s": t.duration_s, "cpu_s": t.cpu_s,
+                "peak_memory_bytes": t.peak_memory_bytes, "tokens": _tokens(t.out_path),
+            }  # fmt: skip
+            fh.write(json.dumps(row) + "\n")
+
+
+def _tokens(out_path: str | None) -> int | None:
+    """Tokens a task reported in RUNNER_OUT/usage.json ({"tokens": N} or input+output)."""
+    if not out_path:
+        return None
+    try:
+        data = json.loads((Path(out_path) / "usage.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage", data)
+    if isinstance(usage.get("tokens"), int):
+        return int(usage["tokens"])
+    parts = [usage.get(k) for k in ("input_tokens", "output_tokens")]
+    return sum(p for p in parts if isinstance(p, int)) or None
+
+
+def _mem(n: int | None) -> str:
+    return f"{n / 1024**2:.0f} MiB" if n else "-"
+
+
+def print_summary(result: RunResult, console: Console) -> None:
+    table = Table(title=f"run {result.run_id}: {result.status.value}", title_justify="left")
+    for col in ("wave", "task", "status", "exit", "time", "cpu", "peak mem", "files", "reason"):
+        table.add_column(col, overflow="fold")
+    for t in sorted(result.tasks, key=lambda t: t.wave):
+        style = _STYLE.get(t.status, "red")
+        table.add_row(
+            str(t.wave + 1), t.id, f"[{style}]{t.status.value}[/]",
+            "-" if t.exit_code is None else str(t.exit_code),
+            "-" if t.duration_s is None else f"{t.duration_s:.1f}s",
+            "-" if t.cpu_s is None else f"{t.cpu_s:.2f}s", _mem(t.peak_memory_bytes),
+            str(len(t.files_changed)), t.reason or "",
+        )  # fmt: skip
+    console.print(table)
+    for w in result.waves:
+        console.print(f"wave {w.index + 1}: verify {w.verify or 'not reached'}")
+    iso = result.isolation
+    if iso is not None:
+        if iso.unchanged:
+            console.print("your checkout: unchanged (HEAD, branch, index, work tree)")
+        else:
+            console.print(f"[bold red]your checkout CHANGED during the run: {', '.join(iso.changed)}[/]")
+    if result.error:
+        console.print(f"[red]error:[/] {result.error}")
+    branch = result.integration_ref.removeprefix("refs/heads/")
+    console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
+    console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}")
+    console.print(f"result: {Path(result.state_dir) / 'result.json'}")

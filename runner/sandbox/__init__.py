@@ -1,0 +1,1 @@
+"""Sandboxes: the backend interface, and the Docker backend behind it."""

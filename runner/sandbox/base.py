@@ -1,0 +1,105 @@
+"""The sandbox backend interface. Core and coordinator see only this; Docker sits behind it."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from runner.core.policy import Policy
+
+Role = Literal["task", "verify", "collect"]
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything one sandbox needs. Paths are on the host."""
+
+    run_id: str
+    task_id: str
+    role: Role
+    image: str
+    policy: Policy
+    script: str
+    """Shell script run with `sh -e` at /work."""
+    timeout: float
+    workspace: Path
+    """The task's own clone, mounted read-write at /work."""
+    objects: Path
+    """The host repo's object store, mounted read-only at /objects (the clone borrows it)."""
+    state: Path
+    """A host directory of the runner's for this sandbox (scripts, log, copied-out files)."""
+    start_commit: str
+    shared: Path | None = None
+    """Exported shared directory, mounted read-only at /shared."""
+    cache_volume: str | None = None
+    """Named volume mounted at /cache; survives runs."""
+    cache_labels: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    """Host variables passed through by name (values never logged)."""
+    network: str | None = None
+    """Network name when the policy is `open`."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the script ended. A task's failure is a result here, not an exception."""
+
+    exit_code: int | None
+    timed_out: bool
+    oom_killed: bool
+    duration_s: float
+    log_path: Path
+    cpu_s: float | None = None
+    peak_memory_bytes: int | None = None
+    metrics_source: str | None = None
+
+
+@dataclass(frozen=True)
+class Collected:
+    """A task's work after collection: a bundle of start..head, or nothing to bring home."""
+
+    head: str
+    """The task's final commit (== start_commit when it changed nothing)."""
+    bundle: Path | None
+    """None when there are no commits to carry (no changes, or head already on the host)."""
+    out_dir: Path | None
+    """RUNNER_OUT as copied out (regular files only)."""
+
+
+class SandboxBackend(abc.ABC):
+    """Runs scripts in isolated sandboxes and brings their work home."""
+
+    @abc.abstractmethod
+    def execute(self, spec: SandboxSpec) -> Execution:
+        """Create the sandbox, run spec.script to completion, timeout or OOM kill, keep the log.
+
+        Raises:
+            SandboxError: the sandbox could not be made or the daemon failed (not a task result).
+        """
+
+    @abc.abstractmethod
+    def collect(self, spec: SandboxSpec) -> Collected:
+        """Commit what the task left uncommitted and copy out its bundle and RUNNER_OUT.
+
+        Runs in a fresh sandbox on the same workspace, so it works after a kill too.
+
+        Raises:
+            SandboxError: collection failed; the workspace is left in place for inspection.
+        """
+
+    @abc.abstractmethod
+    def destroy(self, spec: SandboxSpec) -> None:
+        """Remove the sandbox's containers. Idempotent."""
+
+    @abc.abstractmethod
+    def create_network(self, run_id: str) -> str:
+        """A network for `open` policies of this run; returns its name."""
+
+    @abc.abstractmethod
+    def cleanup(self, run_id: str | None = None) -> int:
+        """Remove every object labelled with run_id (None: every run whose owner is dead).
+
+        Returns the number of objects removed.
+        """

@@ -1,0 +1,101 @@
+"""The one place a policy becomes container options (docker SDK kwargs). Pure: tested as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.sandbox.base import SandboxSpec
+from runner.sandbox.labels import labels_for
+
+WORK, OBJECTS, SHARED, CACHE, OUT, CONTROL, BUNDLE = (
+    "/work", "/objects", "/shared", "/cache", "/out", "/runner", "/bundle",
+)  # fmt: skip
+
+# Package managers keep their caches in the per-task cache volume, so a re-run is warm.
+CACHE_ENV = {
+    "XDG_CACHE_HOME": CACHE,
+    "PIP_CACHE_DIR": f"{CACHE}/pip",
+    "npm_config_cache": f"{CACHE}/npm",
+    "CARGO_HOME": f"{CACHE}/cargo",
+    "GOMODCACHE": f"{CACHE}/go/mod",
+    "GOCACHE": f"{CACHE}/go/build",
+}
+
+
+def environment(spec: SandboxSpec) -> dict[str, str]:
+    """The sandbox's whole environment: nothing of the host's but spec.env's named variables."""
+    ident = f"task {spec.task_id}"
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        # Images may have no account for the uid: HOME lives on the writable tmpfs.
+        "HOME": "/tmp/home",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "RUNNER_RUN": spec.run_id,
+        "RUNNER_TASK": spec.task_id,
+        "RUNNER_START": spec.start_commit,
+        "RUNNER_OUT": OUT,
+        "RUNNER_SHARED": SHARED if spec.shared else "",
+        "GIT_AUTHOR_NAME": f"runner {ident}",
+        "GIT_AUTHOR_EMAIL": f"{spec.task_id}@runner.invalid",
+        "GIT_COMMITTER_NAME": f"runner {ident}",
+        "GIT_COMMITTER_EMAIL": f"{spec.task_id}@runner.invalid",
+        # The workspace and the borrowed object store have other owners than the uid on
+        # some hosts; the sandbox is the trust boundary, not git's ownership check.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+    }
+    if spec.cache_volume:
+        env |= CACHE_ENV
+    return env | spec.env
+
+
+def container_options(spec: SandboxSpec) -> dict[str, Any]:
+    """Keyword arguments for `containers.create` for this sandbox (role decides the command)."""
+    p = spec.policy
+    volumes: dict[str, dict[str, str]] = {
+        str(spec.workspace): {"bind": WORK, "mode": "rw"},
+        str(spec.objects): {"bind": OBJECTS, "mode": "ro"},
+        str(spec.state / "control"): {"bind": CONTROL, "mode": "ro"},
+        str(spec.state / "out"): {"bind": OUT, "mode": "ro" if spec.role == "collect" else "rw"},
+    }
+    if spec.role == "collect":
+        volumes[str(spec.state / "bundle")] = {"bind": BUNDLE, "mode": "rw"}
+    if spec.shared is not None:
+        volumes[str(spec.shared)] = {"bind": SHARED, "mode": "ro"}
+    if spec.cache_volume and spec.role != "collect":
+        volumes[spec.cache_volume] = {"bind": CACHE, "mode": "rw"}
+    script = "collect.sh" if spec.role == "collect" else "wrap.sh"
+    opts: dict[str, Any] = {
+        "image": spec.image,
+        "command": ["/bin/sh", f"{CONTROL}/{script}"],
+        "name": container_name(spec),
+        "labels": labels_for(spec.run_id, spec.task_id, spec.role),
+        "environment": environment(spec),
+        "working_dir": WORK,
+        "user": p.user,
+        "volumes": volumes,
+        "read_only": p.read_only_root,
+        "tmpfs": {"/tmp": f"size={p.tmp_size},{p.tmp_options}"},
+        "cap_drop": list(p.cap_drop),
+        "security_opt": ["no-new-privileges:true"] if p.no_new_privileges else [],
+        "mem_limit": p.memory,
+        "memswap_limit": p.memory,  # equal to mem_limit: no swap on top
+        "nano_cpus": int(p.cpus * 1e9),
+        "pids_limit": p.pids,
+        "init": True,  # a real PID 1 reaps zombies and forwards the kill on timeout
+        "detach": True,
+    }
+    # The collector never needs a network, whatever the policy says.
+    if p.network == "open" and spec.network and spec.role != "collect":
+        opts["network"] = spec.network
+    else:
+        opts["network_mode"] = "none"
+    if p.runtime:
+        opts["runtime"] = p.runtime
+    return opts
+
+
+def container_name(spec: SandboxSpec) -> str:
+    return f"runner-{spec.run_id}-{spec.task_id}-{spec.role}"

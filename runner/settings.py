@@ -1,0 +1,32 @@
+"""Settings from the environment (RUNNER_ prefix). Built once in cli.py and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Machine-level knobs; everything about a run belongs in its plan."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNNER_", frozen=True)
+
+    state_dir: Path | None = None
+    """Where runs keep logs, outputs and results; default: <repo>/.git/runner (never the
+    working tree)."""
+    policies_dir: Path = PROJECT_ROOT / "policies"
+    """Where policy names (`policy: default`) are looked up."""
+    images_dir: Path = PROJECT_ROOT / "images"
+    """Dockerfiles of the runner's own images."""
+    collector_image: str = "runner/sandbox:1"
+    """Image of the collector sandbox (needs git and sh); the runner's own by default."""
+    docker_timeout: float = 120
+    """Seconds any one Docker API call may take (a task's own run has its plan timeout)."""
+    keep_workspaces: bool = False
+    """Keep each task's clone after the run (they are removed once collected)."""
+    log_format: Literal["auto", "console", "json"] = "auto"
+    """auto: readable on a terminal, JSON lines elsewhere."""
