@@ -1,3 +1,3 @@
-"""runner: each task of a plan in its own Docker sandbox, results merged on the host as git bundles."""
+"""runner: each task of a plan in its own Docker sandbox; work merged home as git bundles."""
 
 __version__ = "0.1.0"

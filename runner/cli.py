@@ -84,8 +84,10 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     prepared = preflight(load_plan(plan), repo, Settings(), os.environ)
     d = prepared.dispatch
     out = Console()
-    out.print(f"plan {plan}: {len(prepared.doc.plan.tasks)} tasks in {len(d.waves)} waves, "
-              f"base {prepared.doc.plan.base} = {prepared.base_commit[:12]}")  # fmt: skip
+    out.print(
+        f"plan {plan}: {len(prepared.doc.plan.tasks)} tasks in {len(d.waves)} waves, "
+        f"base {prepared.doc.plan.base} = {prepared.base_commit[:12]}"
+    )
     for i, wave in enumerate(d.waves):
         out.print(f"wave {i + 1}:")
         for task_id in wave:
@@ -127,7 +129,9 @@ def execute(plan: Path, repo: Path, settings: Settings) -> RunResult:
 
     prepared = preflight(load_plan(plan), repo, settings, os.environ)
     client = connect(settings.docker_timeout)
-    missing = sorted(i for i in prepared.images | {settings.collector_image} if not _has_image(client, i))
+    missing = sorted(
+        i for i in prepared.images | {settings.collector_image} if not _has_image(client, i)
+    )
     if missing:
         raise InputError(
             f"image(s) not found: {', '.join(missing)}",
@@ -179,8 +183,13 @@ def images_build(
 
     settings = Settings()
     client = connect(settings.docker_timeout)
-    for info in build_images(client, settings.images_dir, force=force, from_registry=from_registry,
-                             progress=lambda m: err.print(m, highlight=False)):  # fmt: skip
+    for info in build_images(
+        client,
+        settings.images_dir,
+        force=force,
+        from_registry=from_registry,
+        progress=lambda m: err.print(m, highlight=False),
+    ):
         state = "built" if info.built else "up to date"
         print(f"{info.tag}: {state} ({info.id[:19]})")
 
@@ -188,8 +197,12 @@ def images_build(
 @app.command("gc")
 @guarded
 def gc_cmd(
-    repo: Annotated[Path | None, typer.Option(help="Also remove stale run state of this repo.")] = None,
-    all_runs: Annotated[bool, typer.Option("--all", help="Also runs whose owner is alive.")] = False,
+    repo: Annotated[
+        Path | None, typer.Option(help="Also remove stale run state of this repo.")
+    ] = None,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Also runs whose owner is alive.")
+    ] = False,
     caches: Annotated[bool, typer.Option(help="Also remove the per-task cache volumes.")] = False,
 ) -> None:
     """Remove what runs left in Docker (by label) and stale workspaces."""
@@ -202,7 +215,9 @@ def gc_cmd(
 @app.command("demo")
 @guarded
 def demo_cmd(
-    keep: Annotated[Path | None, typer.Option(help="Create the sample here (default: a temp dir).")] = None,
+    keep: Annotated[
+        Path | None, typer.Option(help="Create the sample here (default: a temp dir).")
+    ] = None,
 ) -> None:
     """The built-in main job: a sample repo, a 4-task plan in 3 waves, run for real, verified."""
     from runner.demo import run_demo

@@ -27,7 +27,7 @@ from runner.gc import write_owner
 from runner.integrate import merge_wave
 from runner.preflight import Prepared
 from runner.sandbox import labels
-from runner.sandbox.base import SandboxBackend, SandboxSpec
+from runner.sandbox.base import Role, SandboxBackend, SandboxSpec
 
 log = structlog.get_logger()
 
@@ -128,7 +128,9 @@ class Coordinator:
         self.result.duration_s = round(time.monotonic() - started, 3)
 
     # -- one wave ------------------------------------------------------------------------------
-    def _wave(self, index: int, wave: list[str], head: str, stopped: str | None) -> tuple[str, str | None]:
+    def _wave(
+        self, index: int, wave: list[str], head: str, stopped: str | None
+    ) -> tuple[str, str | None]:
         wres = WaveResult(index=index, tasks=wave, start_commit=head)
         self.result.waves.append(wres)
         runnable = []
@@ -149,7 +151,9 @@ class Coordinator:
             self._set(task_id, TaskStatus.CONFLICT, "merge conflict in " + ", ".join(files))
         if merge.stopped_at:
             stopped = f"conflict in task {merge.stopped_at}"
-            for task_id, _ in ready[ready.index((merge.stopped_at, self.commits[merge.stopped_at])) + 1 :]:
+            for task_id, _ in ready[
+                ready.index((merge.stopped_at, self.commits[merge.stopped_at])) + 1 :
+            ]:
                 self._set(task_id, TaskStatus.SKIPPED, f"not merged: {stopped} (work kept)")
         if not merge.merged:
             wres.merged_commit = head
@@ -165,8 +169,11 @@ class Coordinator:
         kept = f"refs/runner/{self.run_id}/verify-failed/wave-{index}"
         git.update_ref(self.repo, kept, merge.head)
         for task_id in merge.merged:
-            self._set(task_id, TaskStatus.VERIFY_FAILED,
-                      f"verify red after merging wave {index}; merge kept at {kept}")  # fmt: skip
+            self._set(
+                task_id,
+                TaskStatus.VERIFY_FAILED,
+                f"verify red after merging wave {index}; merge kept at {kept}",
+            )
         wres.merged_commit = head
         if self.plan.on_conflict == "stop":
             stopped = f"verify red after wave {index}"
@@ -186,21 +193,31 @@ class Coordinator:
         log.info("task", task=task_id, status=status.value, reason=reason)
 
     # -- one task ------------------------------------------------------------------------------
-    def _spec(self, task_id: str, role: str, start: str, script: str, timeout: float) -> SandboxSpec:
+    def _spec(
+        self, task_id: str, role: Role, start: str, script: str, timeout: float
+    ) -> SandboxSpec:
         policy = self.prepared.policies[task_id if role == "task" else ""]
         image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
         state = self.run_dir / ("tasks" if role == "task" else "verify") / task_id
         key = repo_key(self.repo)
         return SandboxSpec(
-            run_id=self.run_id, task_id=task_id, role=role, image=image,  # type: ignore[arg-type]
-            policy=policy, script=script, timeout=timeout,
-            workspace=state / "work", objects=git.common_dir(self.repo) / "objects",
-            state=state, start_commit=start, shared=self.shared,
+            run_id=self.run_id,
+            task_id=task_id,
+            role=role,
+            image=image,
+            policy=policy,
+            script=script,
+            timeout=timeout,
+            workspace=state / "work",
+            objects=git.common_dir(self.repo) / "objects",
+            state=state,
+            start_commit=start,
+            shared=self.shared,
             cache_volume=f"runner-cache-{key}-{task_id}",
             cache_labels=labels.cache_labels(key, task_id),
             env=self.prepared.env.get(task_id, {}) if role == "task" else {},
             network=self.network,
-        )  # fmt: skip
+        )
 
     def _task(self, task_id: str, start: str) -> None:
         task = self.plan.task(task_id)
@@ -209,10 +226,16 @@ class Coordinator:
         spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
         log.info("task started", task=task_id, start=start[:12])
         try:
-            workspace.make_clone(self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user)
+            workspace.make_clone(
+                self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user
+            )
             try:
                 ex = self.backend.execute(spec)
-                tres.exit_code, tres.duration_s, tres.log_path = ex.exit_code, ex.duration_s, str(ex.log_path)
+                tres.exit_code, tres.duration_s, tres.log_path = (
+                    ex.exit_code,
+                    ex.duration_s,
+                    str(ex.log_path),
+                )
                 tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
                 tres.metrics_source = ex.metrics_source
                 collected = self.backend.collect(spec)
@@ -224,23 +247,35 @@ class Coordinator:
             # The workspace stays for inspection: nothing of the task's is thrown away.
             self._set(task_id, TaskStatus.FAILED, f"runner could not finish this task: {exc}")
             return
+        # The work is home (fetched under its ref): drop the clone and the scratch dirs,
+        # keep the logs and the copied-out RUNNER_OUT.
+        for scratch in ("control", "out", "bundle", "collected"):
+            workspace.remove(spec.state / scratch)
         if not self.keep_workspaces:
             workspace.remove(spec.workspace)
         files = git.changed_paths(self.repo, start, commit) if commit != start else []
         tres.files_changed = files
         if ex.timed_out:
-            self._set(task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s; partial work kept")
+            self._set(
+                task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s; partial work kept"
+            )
         elif ex.oom_killed:
-            self._set(task_id, TaskStatus.OOM,
-                      f"killed by the memory limit ({spec.policy.memory} bytes); partial work kept")  # fmt: skip
+            self._set(
+                task_id,
+                TaskStatus.OOM,
+                f"killed by the memory limit ({spec.policy.memory} bytes); partial work kept",
+            )
         elif ex.exit_code != 0:
             self._set(task_id, TaskStatus.FAILED, f"exit code {ex.exit_code}; see {ex.log_path}")
         elif not files:
             self._set(task_id, TaskStatus.NO_CHANGES, None)
         elif violations := check_changes(self.prepared.scopes[task_id], files, self.plan.shared):
             tres.violations = violations.paths()
-            self._set(task_id, TaskStatus.SCOPE_VIOLATION,
-                      "changed paths it may not: " + ", ".join(violations.paths()[:10]))  # fmt: skip
+            self._set(
+                task_id,
+                TaskStatus.SCOPE_VIOLATION,
+                "changed paths it may not: " + ", ".join(violations.paths()[:10]),
+            )
         else:
             self.commits[task_id] = commit
             log.info("task ready", task=task_id, files=len(files))
@@ -273,7 +308,8 @@ class Coordinator:
             ex = self.backend.execute(spec)
         finally:
             self.backend.destroy(spec)
-            workspace.remove(spec.workspace)
+            for scratch in ("work", "control", "out", "bundle"):
+                workspace.remove(spec.state / scratch)
         green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
         wres.verify, wres.verify_log = ("green" if green else "red"), str(ex.log_path)
         log.info("verify", wave=index, result=wres.verify)

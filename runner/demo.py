@@ -120,8 +120,12 @@ def make_sample(root: Path) -> tuple[Path, Path]:
     return repo, plan
 
 
-EXPECTED_FILES = ["docs/index.md", "src/service/api/__init__.py", "src/service/db/__init__.py",
-                  "tests/test_api.py"]  # fmt: skip
+EXPECTED_FILES = [
+    "docs/index.md",
+    "src/service/api/__init__.py",
+    "src/service/db/__init__.py",
+    "tests/test_api.py",
+]
 
 
 def run_demo(where: Path | None, settings: object) -> int:
@@ -141,8 +145,11 @@ def run_demo(where: Path | None, settings: object) -> int:
     assert isinstance(settings, Settings)
     console = Console()
     runner_log.configure(settings.log_format)
-    build_images(connect(settings.docker_timeout), settings.images_dir,
-                 progress=lambda m: console.print(m, highlight=False))  # fmt: skip
+    build_images(
+        connect(settings.docker_timeout),
+        settings.images_dir,
+        progress=lambda m: console.print(m, highlight=False),
+    )
     root = Path(tempfile.mkdtemp(prefix="runner-demo-")) if where is None else where
     root.mkdir(parents=True, exist_ok=True)
     repo, plan = make_sample(root)
@@ -155,6 +162,9 @@ def run_demo(where: Path | None, settings: object) -> int:
     ok = result.exit_code == 0 and not missing
     if missing:
         console.print(f"[red]demo: integration branch lacks {', '.join(missing)}[/]")
-    console.print("demo: OK, every task merged, verify green, your checkout untouched"
-                  if ok else "[red]demo: FAILED[/]")  # fmt: skip
+    console.print(
+        "demo: OK, every task merged, verify green, your checkout untouched"
+        if ok
+        else "[red]demo: FAILED[/]"
+    )
     return 0 if ok else (result.exit_code or 1)

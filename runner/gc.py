@@ -33,12 +33,17 @@ def stale_state(root: Path) -> list[Path]:
             continue
         for sub in ("tasks", "verify"):
             for task_dir in (run_dir / sub).glob("*"):
-                found += [task_dir / d for d in ("work", "control", "bundle", "collected")
-                          if (task_dir / d).exists()]  # fmt: skip
+                found += [
+                    task_dir / d
+                    for d in ("work", "control", "bundle", "collected")
+                    if (task_dir / d).exists()
+                ]
     return found
 
 
-def collect_garbage(settings: Settings, repo: Path | None, *, all_runs: bool, caches: bool) -> list[str]:
+def collect_garbage(
+    settings: Settings, repo: Path | None, *, all_runs: bool, caches: bool
+) -> list[str]:
     from runner.coordinator import state_root
     from runner.sandbox.docker import DockerBackend, connect
 

@@ -24,11 +24,15 @@ RUNNER_IDENTITY = {
 # gc.auto/maintenance.auto: an automatic repack under running sandboxes, which borrow this
 # object store read-only, would delete packs they are reading. Hooks: never run the repo's.
 _SAFE_CONFIG = (
-    "-c", "gc.auto=0",
-    "-c", "maintenance.auto=false",
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
-)  # fmt: skip
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+)
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -81,8 +85,15 @@ def common_dir(repo: Path) -> Path:
 
 
 def resolve(repo: Path, rev: str) -> str | None:
-    proc = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
-               check=False)  # fmt: skip
+    proc = git(
+        repo,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{rev}^{{commit}}",
+        check=False,
+    )
     return _text(proc.stdout).strip() or None if proc.returncode == 0 else None
 
 
@@ -117,8 +128,17 @@ def bundle_verify(repo: Path, bundle: Path) -> None:
 
 def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
     """Fetch src from a verified bundle into dest_ref, checking every object (fsck)."""
-    git(repo, "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
-        "--no-write-fetch-head", str(bundle), f"+{src}:{dest_ref}")  # fmt: skip
+    git(
+        repo,
+        "-c",
+        "transfer.fsckObjects=true",
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        str(bundle),
+        f"+{src}:{dest_ref}",
+    )
     return out(repo, "rev-parse", dest_ref)
 
 
@@ -146,13 +166,28 @@ class MergeOutcome:
 
 def merge_tree(repo: Path, ours: str, theirs: str) -> MergeOutcome:
     """Merge two commits in memory (no index, no work tree): the tree or the conflicted files."""
-    proc = git(repo, "merge-tree", "--write-tree", "--name-only", "-z", "--no-messages",
-               ours, theirs, check=False)  # fmt: skip
+    proc = git(
+        repo,
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "-z",
+        "--no-messages",
+        ours,
+        theirs,
+        check=False,
+    )
     if proc.returncode not in (0, 1):
-        raise GitError(("git", "merge-tree", ours, theirs), proc.returncode,
-                       _text(proc.stdout), _text(proc.stderr))  # fmt: skip
+        raise GitError(
+            ("git", "merge-tree", ours, theirs),
+            proc.returncode,
+            _text(proc.stdout),
+            _text(proc.stderr),
+        )
     tree, *files = [p for p in _text(proc.stdout).split("\0") if p]
-    return MergeOutcome(tree, []) if proc.returncode == 0 else MergeOutcome(None, sorted(set(files)))
+    return (
+        MergeOutcome(tree, []) if proc.returncode == 0 else MergeOutcome(None, sorted(set(files)))
+    )
 
 
 def commit_tree(repo: Path, tree: str, parents: list[str], message: str) -> str:

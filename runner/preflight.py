@@ -1,4 +1,4 @@
-"""Pre-flight: everything checked before anything starts. Bad input -> PlanError, nothing changed."""
+"""Pre-flight: all checked before anything starts. Bad input -> PlanError, nothing changed."""
 
 from __future__ import annotations
 
@@ -82,7 +82,9 @@ def preflight(
         problems.append(doc.problem(loc, "dependency cycle: " + " -> ".join(cycle)))
 
     if plan.shared and base and not git.is_dir_at(repo, base, plan.shared):
-        problems.append(doc.problem(("shared",), f"{plan.shared!r} is not a directory at {plan.base}"))
+        problems.append(
+            doc.problem(("shared",), f"{plan.shared!r} is not a directory at {plan.base}")
+        )
 
     policies: dict[str, Policy] = {}
     plan_dir = Path(doc.source).resolve().parent

@@ -32,10 +32,16 @@ def append_usage(result: RunResult, usage_log: Path) -> None:
     with usage_log.open("a", encoding="utf-8") as fh:
         for t in result.tasks:
             row = {
-                "time": now, "run_id": result.run_id, "repo": result.repo, "task": t.id,
-                "status": t.status.value, "duration_s": t.duration_s, "cpu_s": t.cpu_s,
-                "peak_memory_bytes": t.peak_memory_bytes, "tokens": _tokens(t.out_path),
-            }  # fmt: skip
+                "time": now,
+                "run_id": result.run_id,
+                "repo": result.repo,
+                "task": t.id,
+                "status": t.status.value,
+                "duration_s": t.duration_s,
+                "cpu_s": t.cpu_s,
+                "peak_memory_bytes": t.peak_memory_bytes,
+                "tokens": _tokens(t.out_path),
+            }
             fh.write(json.dumps(row) + "\n")
 
 
@@ -67,12 +73,16 @@ def print_summary(result: RunResult, console: Console) -> None:
     for t in sorted(result.tasks, key=lambda t: t.wave):
         style = _STYLE.get(t.status, "red")
         table.add_row(
-            str(t.wave + 1), t.id, f"[{style}]{t.status.value}[/]",
+            str(t.wave + 1),
+            t.id,
+            f"[{style}]{t.status.value}[/]",
             "-" if t.exit_code is None else str(t.exit_code),
             "-" if t.duration_s is None else f"{t.duration_s:.1f}s",
-            "-" if t.cpu_s is None else f"{t.cpu_s:.2f}s", _mem(t.peak_memory_bytes),
-            str(len(t.files_changed)), t.reason or "",
-        )  # fmt: skip
+            "-" if t.cpu_s is None else f"{t.cpu_s:.2f}s",
+            _mem(t.peak_memory_bytes),
+            str(len(t.files_changed)),
+            t.reason or "",
+        )
     console.print(table)
     for w in result.waves:
         console.print(f"wave {w.index + 1}: verify {w.verify or 'not reached'}")
@@ -81,7 +91,9 @@ def print_summary(result: RunResult, console: Console) -> None:
         if iso.unchanged:
             console.print("your checkout: unchanged (HEAD, branch, index, work tree)")
         else:
-            console.print(f"[bold red]your checkout CHANGED during the run: {', '.join(iso.changed)}[/]")
+            console.print(
+                f"[bold red]your checkout CHANGED during the run: {', '.join(iso.changed)}[/]"
+            )
     if result.error:
         console.print(f"[red]error:[/] {result.error}")
     branch = result.integration_ref.removeprefix("refs/heads/")

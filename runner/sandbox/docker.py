@@ -149,7 +149,7 @@ class DockerBackend(SandboxBackend):
     @staticmethod
     def _sample_stats(container: Container) -> tuple[float | None, int | None, str] | None:
         try:
-            s = container.stats(stream=False)
+            s: dict[str, Any] = container.stats(stream=False)  # type: ignore[assignment]
             cpu = s["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
             mem = s["memory_stats"].get("max_usage") or s["memory_stats"].get("usage")
             return round(cpu, 3), mem, "docker_stats"
@@ -167,8 +167,9 @@ class DockerBackend(SandboxBackend):
             logs = container.logs().decode("utf-8", "replace")
             (spec.state / "collect.log").write_text(logs)
             if code != 0:
-                raise SandboxError(f"collecting task {spec.task_id} failed (exit {code}): "
-                                   f"{_last_line(logs)}")  # fmt: skip
+                raise SandboxError(
+                    f"collecting task {spec.task_id} failed (exit {code}): {_last_line(logs)}"
+                )
             dest = spec.state / "collected"
             dest.mkdir(exist_ok=True)
             _extract(container, BUNDLE, dest, spec.policy.max_bundle, "bundle")
@@ -190,8 +191,12 @@ class DockerBackend(SandboxBackend):
 
     def create_network(self, run_id: str) -> str:
         name = f"runner-{run_id}"
-        _call(self.client.networks.create, name, driver="bridge",
-              labels=L.labels_for(run_id, "-", "network"))  # fmt: skip
+        _call(
+            self.client.networks.create,
+            name,
+            driver="bridge",
+            labels=L.labels_for(run_id, "-", "network"),
+        )
         return name
 
     def cleanup(self, run_id: str | None = None) -> int:
@@ -212,8 +217,12 @@ class DockerBackend(SandboxBackend):
     def _remove_containers(self, filters: list[str]) -> int:
         found = self.client.containers.list(all=True, filters={"label": filters})
         for c in found:
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 _call(c.remove, force=True)
+            except docker.errors.APIError as exc:
+                # Gone already, or "removal already in progress" (409) by a concurrent cleanup.
+                if exc.status_code not in (404, 409):
+                    raise
         return len(found)
 
     def _remove_networks(self, filters: list[str]) -> int:
@@ -284,4 +293,4 @@ def _extract(container: Container, path: str, dest: Path, cap: int, what: str) -
 
 
 def _chunks(stream: Iterator[bytes] | io.BufferedIOBase) -> Iterator[bytes]:
-    yield from stream  # type: ignore[misc]
+    yield from stream

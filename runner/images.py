@@ -1,0 +1,229 @@
+"""Build the runner's own images (images/base, images/sandbox) without ever pulling.
+
+runner/base:1 is bootstrapped from the host's Debian mirror with mmdebstrap and imported
+through the Docker API, because this runner must work where no container registry is
+reachable. runner/sandbox:1 is a plain `docker build` FROM it. Each image carries a hash
+of its recipe as a label, so an unchanged recipe reuses the image instead of rebuilding it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+from docker.models.images import Image
+
+from runner.errors import InputError, SandboxError
+
+BASE_TAG = "runner/base:1"
+SANDBOX_TAG = "runner/sandbox:1"
+LABEL = "runner.image"
+HASH_LABEL = "runner.image.hash"
+SUITE = "bookworm"
+# What `docker import` cannot take from a tarball: the config debian:bookworm-slim has.
+_IMPORT_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["bash"]',
+]
+_TAIL = 20  # lines of a failed build's log shown in the error
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    tag: str
+    id: str
+    built: bool  # False when an existing image with the same recipe hash was reused
+
+
+def build_images(
+    client: docker.DockerClient,
+    images_dir: Path,
+    *,
+    force: bool = False,
+    from_registry: bool = False,
+    progress: Callable[[str], None] = print,
+    apt_sources: Path | None = None,
+) -> list[ImageInfo]:
+    """Build (or reuse) runner/base:1 then runner/sandbox:1; return both, base first.
+
+    apt_sources: the apt sources file mmdebstrap reads the mirror from (default: the host's).
+    """
+    base_dir, sandbox_dir = images_dir / "base", images_dir / "sandbox"
+    needed = ["Dockerfile", "packages.txt", "dpkg-excludes.cfg"]
+    for path in [*(base_dir / name for name in needed), sandbox_dir / "Dockerfile"]:
+        if not path.is_file():
+            raise InputError(f"{path} is missing", hint="run from the root of a runner checkout")
+    replaced: list[Image] = []
+    try:
+        client.ping()
+        # The method is part of the recipe: switching it gives a different image.
+        method = "registry" if from_registry else f"mmdebstrap {SUITE}"
+        base_hash = _recipe_hash(base_dir, method)
+        base = _reusable(client, BASE_TAG, base_hash, force, replaced)
+        if base is None:
+            labels = {LABEL: "1", HASH_LABEL: base_hash}
+            if from_registry:
+                _docker_build(client, base_dir, BASE_TAG, labels, force, progress)
+            else:
+                _bootstrap_base(client, base_dir, labels, progress, apt_sources)
+        base_id = str(client.images.get(BASE_TAG).attrs["Id"])
+        # Chaining the base's id (not only its hash) makes any rebuilt base, forced or
+        # built by another tool, rebuild the sandbox on top of it.
+        sandbox_hash = _recipe_hash(sandbox_dir, base_id)
+        sandbox = _reusable(client, SANDBOX_TAG, sandbox_hash, force, replaced)
+        if sandbox is None:
+            # LABEL runner.image=1 comes from the base; each label is one more build step
+            # (about 1.5 s on fuse-overlayfs), so only the hash is added here.
+            _docker_build(
+                client, sandbox_dir, SANDBOX_TAG, {HASH_LABEL: sandbox_hash}, force, progress
+            )
+        sandbox_id = str(client.images.get(SANDBOX_TAG).attrs["Id"])
+        # Children before parents, or Docker refuses to remove the old base.
+        for old in reversed(replaced):
+            if old.attrs["Id"] not in (base_id, sandbox_id):
+                with contextlib.suppress(docker.errors.APIError):  # still used: it stays
+                    old.remove()
+    except docker.errors.APIError as exc:
+        raise SandboxError(f"Docker refused a step of the image build: {exc}") from exc
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise SandboxError(
+            f"cannot reach Docker to build the images: {exc}",
+            hint="is the Docker daemon running and reachable (`docker info`)?",
+        ) from exc
+    return [
+        ImageInfo(BASE_TAG, base_id, built=base is None),
+        ImageInfo(SANDBOX_TAG, sandbox_id, built=sandbox is None),
+    ]
+
+
+def _recipe_hash(folder: Path, *extra: str) -> str:
+    """sha256 over the folder's files (path, size, bytes) and extra strings; docs excluded."""
+    digest = hashlib.sha256()
+    for text in extra:
+        digest.update(text.encode() + b"\0")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".md"):
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{len(data)}\0".encode() + data)
+    return "sha256:" + digest.hexdigest()
+
+
+def _reusable(
+    client: docker.DockerClient, tag: str, recipe: str, force: bool, replaced: list[Image]
+) -> Image | None:
+    """The existing image to reuse, or None (and remember it as replaced) to rebuild."""
+    try:
+        image = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    if not force and image.labels.get(HASH_LABEL) == recipe:
+        return image
+    if image.labels.get(LABEL) == "1":  # only ever clean up our own images
+        replaced.append(image)
+    return None
+
+
+def _bootstrap_base(
+    client: docker.DockerClient,
+    base_dir: Path,
+    labels: dict[str, str],
+    progress: Callable[[str], None],
+    apt_sources: Path | None,
+) -> None:
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise InputError(
+            "mmdebstrap is not installed; it builds the base image without a registry",
+            hint="apt-get install mmdebstrap (or build from a registry: from_registry=True)",
+        )
+    sources = _apt_sources(apt_sources)
+    packages = re.sub(r"#.*", "", (base_dir / "packages.txt").read_text()).split()
+    progress(f"building {BASE_TAG} with mmdebstrap from the mirror in {sources} (about 20 s)")
+    with tempfile.TemporaryDirectory(prefix="runner-base-") as tmp:
+        tar = Path(tmp) / "rootfs.tar"
+        argv = [
+            mmdebstrap, "--variant=minbase", f"--include={','.join(packages)}",
+            f"--dpkgopt={base_dir / 'dpkg-excludes.cfg'}", SUITE, str(tar), str(sources),
+        ]  # fmt: skip
+        tail: deque[str] = deque(maxlen=_TAIL)
+        with subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace",
+        ) as proc:  # fmt: skip
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(line.rstrip())
+                if line.startswith("I: "):  # its step lines; apt's chatter stays in the tail
+                    progress("  " + line.rstrip())
+        if proc.returncode != 0:
+            log = "\n".join(tail)
+            raise SandboxError(
+                f"mmdebstrap failed (exit {proc.returncode}) building {BASE_TAG}:\n{log}",
+                hint="check the mirror in the apt sources file and that this runs as root",
+            )
+        # Import only a finished tarball: a stream cut short would import a broken rootfs.
+        label_change = "LABEL " + " ".join(f'{k}="{v}"' for k, v in labels.items())
+        repo, tag = BASE_TAG.rsplit(":", 1)
+        progress(f"importing {BASE_TAG} ({tar.stat().st_size // 2**20} MiB)")
+        client.api.import_image(
+            src=str(tar), repository=repo, tag=tag, changes=[*_IMPORT_CHANGES, label_change]
+        )
+
+
+def _apt_sources(given: Path | None) -> Path:
+    """The given or the host's Debian sources: the mirror is read, never written in the project."""
+    apt = Path("/etc/apt")
+    found = [apt / "sources.list.d/debian.sources", *sorted(apt.glob("sources.list.d/*.sources"))]
+    for path in [given] if given else [*found, apt / "sources.list"]:
+        if path.is_file() and SUITE in path.read_text(errors="replace"):
+            return path
+    raise InputError(
+        f"no apt sources file listing Debian {SUITE} at {given or apt}",
+        hint=f"give a sources file that lists {SUITE}, or build from a registry (from_registry)",
+    )
+
+
+def _docker_build(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    labels: dict[str, str],
+    force: bool,
+    progress: Callable[[str], None],
+) -> None:
+    """`docker build` with the legacy builder; no pull of a FROM image that exists locally.
+
+    force skips the build cache too, or a forced build would return the same cached layers.
+    """
+    progress(f"building {tag} from {context / 'Dockerfile'}")
+    hint = f"the log above ends at the failing step of {context / 'Dockerfile'}"
+    if tag == BASE_TAG:  # only the registry path builds the base with a Dockerfile
+        hint = "FROM debian:bookworm-slim needs a registry; without one, use mmdebstrap (default)"
+    tail: deque[str] = deque(maxlen=_TAIL)
+    chunks = client.api.build(
+        path=str(context), tag=tag, labels=labels, rm=True, forcerm=True, pull=False,
+        nocache=force, decode=True,
+    )  # fmt: skip
+    for chunk in chunks:
+        if "error" in chunk:
+            log = "\n".join(tail)
+            raise SandboxError(
+                f"docker build of {tag} failed: {str(chunk['error']).strip()}\n{log}",
+                hint=hint,
+            )
+        for line in str(chunk.get("stream", "")).splitlines():
+            if line.strip():
+                tail.append(line)
+            if line.startswith("Step "):  # the rest (apt-get's chatter) only if it fails
+                progress("  " + line)

@@ -1,0 +1,137 @@
+"""Inside a sandbox: non-root, read-only shared dir, no network, memory limit, no host access."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from tests.integration.conftest import RunPlan
+
+FILES = {"README.md": "hi\n", "contracts/api.md": "the contract\n"}
+
+
+@pytest.fixture
+def outside_server(images: None) -> Iterator[tuple[str, int]]:
+    """An HTTP server of the test's own, on a Docker network the test creates: "the outside"."""
+    with (
+        Network() as net,
+        (
+            DockerContainer("runner/sandbox:1")
+            .with_command("python3 -m http.server 8080 --bind 0.0.0.0")
+            .with_network(net)
+            .with_kwargs(user="10001:10001")
+        ) as server,
+    ):
+        wrapped = server.get_wrapped_container()
+        for _ in range(100):  # bounded: about 20 s at most
+            time.sleep(0.2)
+            wrapped.reload()
+            addr = wrapped.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+            if addr and _reachable(addr, 8080):
+                break
+        else:
+            pytest.fail("the test's own server did not come up")
+        yield addr, 8080
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_sandbox_is_hardened(run_plan: RunPlan, outside_server: tuple[str, int]) -> None:
+    host, port = outside_server
+    assert _reachable(host, port)  # the control: the server is up and reachable from the host
+    run = run_plan(
+        f"""
+        shared: contracts
+        tasks:
+          - id: probe
+            run: |
+              id -u > uid.txt
+              cat /shared/api.md > shared-read.txt
+              try_write() {{ touch "$1" 2>/dev/null && echo writable || echo refused; }}
+              try_write /shared/evil > shared-write.txt
+              try_write /usr/evil > root-write.txt
+              grep -c ':' /proc/net/dev > interfaces.txt || true
+              python3 - > network.txt <<'PY'
+              import socket
+              try:
+                  socket.create_connection(("{host}", {port}), timeout=3).close()
+                  print("reached")
+              except OSError as exc:
+                  print("unreachable", type(exc).__name__)
+              PY
+              grep CapEff /proc/self/status | awk '{{print $2}}' > caps.txt
+              if [ -e /var/run/docker.sock ]; then echo present; else echo absent; fi > socket.txt
+              ls /objects/pack >/dev/null && try_write /objects/evil > objects-write.txt
+        """,
+        FILES,
+    )
+    assert run.code == 0, run.stderr
+    head = run.result["integration_commit"]
+
+    def seen(name: str) -> str:
+        return run.show(head, name)
+
+    assert seen("uid.txt") == "10001"
+    assert seen("shared-read.txt") == "the contract"
+    assert seen("shared-write.txt") == "refused"
+    assert seen("root-write.txt") == "refused"
+    assert seen("interfaces.txt") == "1"  # loopback only: --network none
+    assert seen("network.txt").startswith("unreachable")
+    assert seen("caps.txt") == "0000000000000000"
+    assert seen("socket.txt") == "absent"
+    assert seen("objects-write.txt") == "refused"
+    assert not (run.repo / "contracts" / "evil").exists()
+
+
+def test_memory_limit_kills_with_status_oom(
+    run_plan: RunPlan, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    run = run_plan(
+        """
+        tasks:
+          - id: hog
+            policy: small.yaml
+            run: |
+              echo before > before.txt
+              python3 -c "blocks = [bytearray(16 * 1024 * 1024) for _ in range(64)]"
+        """,
+        FILES,
+        extra={"small.yaml": "memory: 128m\n"},
+    )
+    assert run.code == 1
+    hog = run.task("hog")
+    assert hog["status"] == "oom", hog
+    assert "memory limit" in hog["reason"]
+    assert run.show(hog["ref"], "before.txt") == "before"
+
+
+def test_env_passes_only_named_variables(run_plan: RunPlan, monkeypatch: pytest.MonkeyPatch,
+                                         docker_client: docker.DockerClient) -> None:  # fmt: skip
+    monkeypatch.setenv("RUNNER_TEST_PASSED", "given-value")
+    monkeypatch.setenv("RUNNER_TEST_SECRET", "must-not-leak")
+    run = run_plan(
+        """
+        tasks:
+          - id: envy
+            env: [RUNNER_TEST_PASSED]
+            run: env | sort > env.txt
+        """,
+        FILES,
+    )
+    assert run.code == 0, run.stderr
+    env = run.show(run.result["integration_commit"], "env.txt")
+    assert "RUNNER_TEST_PASSED=given-value" in env
+    assert "must-not-leak" not in env
+    assert "given-value" not in run.stdout + run.stderr  # values never reach the result or logs
