@@ -140,8 +140,7 @@ class Coordinator:
                 self._set(task_id, TaskStatus.SKIPPED, reason)
             else:
                 runnable.append(task_id)
-        with ThreadPoolExecutor(max_workers=self.plan.concurrency) as pool:
-            list(pool.map(lambda t: self._task(t, head), runnable))
+        self._run_tasks(runnable, head)
 
         ready = [(t, self.commits[t]) for t in wave if t in self.commits]
         merge = merge_wave(self.repo, head, ready, self.run_id, self.plan.on_conflict == "stop")
@@ -178,6 +177,17 @@ class Coordinator:
         if self.plan.on_conflict == "stop":
             stopped = f"verify red after wave {index}"
         return head, stopped
+
+    def _run_tasks(self, task_ids: list[str], start: str) -> None:
+        pool = ThreadPoolExecutor(max_workers=self.plan.concurrency)
+        try:
+            list(pool.map(lambda t: self._task(t, start), task_ids))
+        except KeyboardInterrupt:
+            # Kill the sandboxes first, so the workers' waits return now, not at their timeout.
+            self.backend.cleanup(self.run_id)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def _blocked(self, task_id: str) -> str | None:
         # Declared dependencies only: an order added by `serialize` is not a dependency.

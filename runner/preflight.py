@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,13 @@ def resolve_policy_path(name: str, plan_dir: Path, settings: Settings) -> Path:
         path = Path(name)
         return path if path.is_absolute() else plan_dir / path
     return settings.policies_dir / f"{name}.yaml"
+
+
+def _for_this_host(policy: Policy) -> Policy:
+    """An unprivileged host cannot give the clone to the policy's uid: run as the host's."""
+    if os.geteuid() == 0:
+        return policy
+    return policy.model_copy(update={"user": f"{os.getuid()}:{os.getgid()}"})
 
 
 def preflight(
@@ -99,7 +107,7 @@ def preflight(
                 problems.append(doc.problem(loc, f"unknown policy {name!r} (no file {path})"))
                 continue
             try:
-                loaded[name] = load_policy(path)
+                loaded[name] = _for_this_host(load_policy(path))
             except InputError as exc:
                 problems.append(doc.problem(loc, f"bad policy: {exc.message}"))
                 continue

@@ -1,0 +1,57 @@
+"""Ctrl-C and SIGTERM: sandboxes removed at once, the result written, exit 130 / 143."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.sandbox import labels
+from tests.integration.conftest import leftovers, make_repo
+
+PLAN = """\
+tasks:
+  - id: sleeper
+    scope: ["a/**"]
+    run: mkdir a && echo begun > a/begun.txt && sleep 300
+  - id: other
+    scope: ["b/**"]
+    run: sleep 300
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_removes_sandboxes_and_reports(
+    sig: signal.Signals, code: int, tmp_path: Path, images: None, docker_client: docker.DockerClient
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(PLAN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_id = _wait_for_sandboxes(docker_client, repo, count=2)
+    proc.send_signal(sig)
+    started = time.monotonic()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert time.monotonic() - started < 30  # not the tasks' 300 s
+    assert leftovers(docker_client, run_id) == []
+    result = json.loads((repo / ".git" / "runner" / "runs" / run_id / "result.json").read_text())
+    assert result["status"] == "interrupted"
+
+
+def _wait_for_sandboxes(client: docker.DockerClient, repo: Path, count: int) -> str:
+    for _ in range(150):  # bounded: 30 s
+        running = client.containers.list(filters={"label": f"{labels.ROLE}=task"})
+        mine = [c for c in running if str(repo) in str(c.attrs["HostConfig"]["Binds"])]
+        if len(mine) >= count:
+            return str(mine[0].labels[labels.RUN])
+        time.sleep(0.2)
+    pytest.fail("the run's sandboxes did not start")
