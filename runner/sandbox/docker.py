@@ -49,9 +49,15 @@ _retry = retry(
 )
 
 
+# Bound Docker API calls at once, apart from sandboxes at once: a burst of creates from many
+# workers is what makes a busy daemon answer 5xx or hang.
+_API_SLOTS = threading.BoundedSemaphore(8)
+
+
 @_retry
 def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return fn(*args, **kwargs)
+    with _API_SLOTS:
+        return fn(*args, **kwargs)
 
 
 def connect(timeout: float = 120) -> docker.DockerClient:

@@ -208,3 +208,23 @@ def test_no_changes_and_usage_log(run_plan: RunPlan) -> None:
     assert idle["cpu_s"] is not None and idle["peak_memory_bytes"] > 0
     usage = (run.repo / ".git" / "runner" / "usage.jsonl").read_text().splitlines()
     assert '"tokens": 15' in usage[-1] and '"task": "idle"' in usage[-1]
+
+
+def test_serialize_runs_overlapping_tasks_one_after_the_other(run_plan: RunPlan) -> None:
+    run = run_plan(
+        """
+        on_overlap: serialize
+        tasks:
+          - id: first
+            scope: ["src/**"]
+            run: echo first >> src/app.txt
+          - id: second
+            scope: ["src/app.txt"]
+            run: grep -q first src/app.txt && echo second >> src/app.txt
+        """,
+        FILES,
+    )
+    assert run.code == 0, run.stderr
+    assert [w["tasks"] for w in run.result["waves"]] == [["first"], ["second"]]
+    final = run.show(run.result["integration_commit"], "src/app.txt")
+    assert final.splitlines()[-2:] == ["first", "second"]

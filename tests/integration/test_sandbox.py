@@ -135,3 +135,33 @@ def test_env_passes_only_named_variables(run_plan: RunPlan, monkeypatch: pytest.
     assert "RUNNER_TEST_PASSED=given-value" in env
     assert "must-not-leak" not in env
     assert "given-value" not in run.stdout + run.stderr  # values never reach the result or logs
+
+
+def test_cache_volume_survives_the_run_so_a_rerun_is_warm(
+    run_plan: RunPlan, docker_client: docker.DockerClient
+) -> None:
+    plan = """
+        tasks:
+          - id: warm
+            run: |
+              if [ -f "$PIP_CACHE_DIR/marker" ]; then echo warm; else echo cold; fi > state.txt
+              mkdir -p "$PIP_CACHE_DIR" && echo x > "$PIP_CACHE_DIR/marker"
+        """
+    first = run_plan(plan, FILES)
+    assert first.code == 0, first.stderr
+    assert first.show(first.result["integration_commit"], "state.txt") == "cold"
+    volumes = docker_client.volumes.list(filters={"label": "runner.task=warm"})
+    mine = [v for v in volumes if v.name.endswith("-warm")]
+    try:
+        assert len(mine) == 1 and "runner.cache" in (mine[0].attrs["Labels"] or {})
+        # Same repo, same task: a second run finds the cache its first run filled.
+        from runner.cli import execute
+        from runner.settings import Settings
+
+        repo = first.repo
+        result = execute(repo.parent / "plan.yaml", repo, Settings())
+        assert result.integration_commit is not None
+        assert first.show(result.integration_commit, "state.txt") == "warm"
+    finally:
+        for volume in mine:
+            volume.remove(force=True)
