@@ -109,18 +109,20 @@ def run_cmd(
 ) -> None:
     """Run a plan: one sandbox per task, bundles home, merged on runner/<run>/integration."""
     settings = Settings()
-    runner_log.configure(settings.log_format, quiet=json_out)
-    result = execute(plan, repo, settings)
+    live = not json_out and err.is_terminal
+    # On a terminal the live table shows progress; logs would tear it, so only warnings show.
+    runner_log.configure(settings.log_format, quiet=json_out or live)
+    result = execute(plan, repo, settings, live=live)
     if json_out:
         print(result.model_dump_json(indent=2))
     else:
         from runner.report import print_summary
 
-        print_summary(result, Console())
+        print_summary(result, Console(highlight=False))
     raise typer.Exit(result.exit_code)
 
 
-def execute(plan: Path, repo: Path, settings: Settings) -> RunResult:
+def execute(plan: Path, repo: Path, settings: Settings, *, live: bool = False) -> RunResult:
     """Load, pre-flight, run and report one plan (shared by `run` and `demo`)."""
     from runner.coordinator import Coordinator, state_root
     from runner.preflight import preflight
@@ -142,7 +144,14 @@ def execute(plan: Path, repo: Path, settings: Settings) -> RunResult:
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(prepared, backend, root, keep_workspaces=settings.keep_workspaces)
     try:
-        result = coordinator.run()
+        if live:
+            from runner.progress import LiveProgress
+
+            with LiveProgress(err) as progress:
+                coordinator.observer = progress
+                result = coordinator.run()
+        else:
+            result = coordinator.run()
     finally:
         write_result(coordinator.result)
         append_usage(coordinator.result, root / "usage.jsonl")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ class Coordinator:
     state_dir: Path
     run_id: str = field(default_factory=new_run_id)
     keep_workspaces: bool = False
+    observer: Callable[[RunResult, set[str]], None] | None = None
+    """Called (from worker threads too) whenever a task starts or changes status."""
 
     def __post_init__(self) -> None:
         p = self.prepared
@@ -62,6 +65,7 @@ class Coordinator:
         self.shared: Path | None = None
         self.network: str | None = None
         self.commits: dict[str, str] = {}  # task -> commit ready to merge
+        self.running: set[str] = set()
         wave_of = {t: i for i, w in enumerate(p.dispatch.waves) for t in w}
         self.result = RunResult(
             run_id=self.run_id,
@@ -201,6 +205,11 @@ class Coordinator:
         tres = self.result.task(task_id)
         tres.status, tres.reason = status, reason
         log.info("task", task=task_id, status=status.value, reason=reason)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.observer is not None:
+            self.observer(self.result, set(self.running))
 
     # -- one task ------------------------------------------------------------------------------
     def _spec(
@@ -235,6 +244,16 @@ class Coordinator:
         tres.start_commit = start
         spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
         log.info("task started", task=task_id, start=start[:12])
+        self.running.add(task_id)
+        self._notify()
+        try:
+            self._run_one(task_id, start, spec)
+        finally:
+            self.running.discard(task_id)
+            self._notify()
+
+    def _run_one(self, task_id: str, start: str, spec: SandboxSpec) -> None:
+        tres = self.result.task(task_id)
         try:
             workspace.make_clone(
                 self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user

@@ -7,6 +7,7 @@ a data layer, an API layer that depends on it, independent docs, and tests that 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 FILES = {
@@ -143,8 +144,9 @@ def run_demo(where: Path | None, settings: object) -> int:
     from runner.settings import Settings
 
     assert isinstance(settings, Settings)
-    console = Console()
-    runner_log.configure(settings.log_format)
+    console = Console(highlight=False)
+    live = sys.stderr.isatty()
+    runner_log.configure(settings.log_format, quiet=live)
     build_images(
         connect(settings.docker_timeout),
         settings.images_dir,
@@ -154,7 +156,7 @@ def run_demo(where: Path | None, settings: object) -> int:
     root.mkdir(parents=True, exist_ok=True)
     repo, plan = make_sample(root)
     console.print(f"demo: sample repo {repo}, plan {plan}")
-    result = execute(plan, repo, settings)
+    result = execute(plan, repo, settings, live=live)
     print_summary(result, console)
     head = result.integration_commit or result.base_commit
     present = set(git.tree_paths(repo, head))

@@ -98,5 +98,5 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(f"[red]error:[/] {result.error}")
     branch = result.integration_ref.removeprefix("refs/heads/")
     console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
-    console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}")
-    console.print(f"result: {Path(result.state_dir) / 'result.json'}")
+    console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}", soft_wrap=True)
+    console.print(f"result: {Path(result.state_dir) / 'result.json'}", soft_wrap=True)

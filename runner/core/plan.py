@@ -123,7 +123,9 @@ def load_plan(path: Path) -> PlanDoc:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PlanError([f"{path}: no such plan file"], hint="pass the path of a YAML plan") from None
+        raise PlanError(
+            [f"{path}: no such plan file"], hint="pass the path of a YAML plan"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError([f"{path}: cannot read: {exc}"]) from None
     return parse_plan(text, str(path))
@@ -167,7 +169,9 @@ def _problems(exc: ValidationError, data: Any, lines: dict[Loc, int], source: st
     problems = []
     for err in exc.errors():
         # pydantic appends union/validator tags to loc; keep the parts that address data.
-        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-"))
+        loc = tuple(
+            p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-")
+        )
         line = line_for(lines, loc)
         where = f"{source}:{line}" if line else source
         msg = err["msg"].removeprefix("Value error, ")

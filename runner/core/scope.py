@@ -147,9 +147,10 @@ def find_overlap(
             if _pattern_overlaps(pa, pb):
                 pr_a, pr_b = probe(pa), probe(pb)
                 # A shared probe path that one side denies is not a real overlap.
-                if any(
-                    p is not None and a.allows(p) and b.allows(p) for p in (pr_a, pr_b)
-                ) or files:
+                if (
+                    any(p is not None and a.allows(p) and b.allows(p) for p in (pr_a, pr_b))
+                    or files
+                ):
                     pats.append((pa, pb))
     if not files and not pats:
         return None
