@@ -165,3 +165,33 @@ def test_cache_volume_survives_the_run_so_a_rerun_is_warm(
     finally:
         for volume in mine:
             volume.remove(force=True)
+
+
+def test_user_image_without_git_or_account_works(
+    run_plan: RunPlan, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A user's image may lack git and an account for the uid: collection uses runner's image."""
+    context = tmp_path_factory.mktemp("user-image")
+    (context / "Dockerfile").write_text(
+        "FROM runner/base:1\nRUN rm -f /usr/bin/git && mkdir -p /cache /work\n"
+    )
+    tag = "runner-test/no-git:1"
+    docker_client.images.build(path=str(context), tag=tag, pull=False, rm=True)
+    try:
+        run = run_plan(
+            f"""
+            tasks:
+              - id: plain
+                image: {tag}
+                run: |
+                  if command -v git; then echo has-git; else echo no-git; fi > git.txt
+                  id -un 2>/dev/null || echo "no account for $(id -u)" > account.txt
+            """,
+            FILES,
+        )
+        assert run.code == 0, run.stderr
+        head = run.result["integration_commit"]
+        assert run.show(head, "git.txt") == "no-git"
+        assert run.show(head, "account.txt") == "no account for 10001"
+    finally:
+        docker_client.images.remove(tag, force=True)
