@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runner.core.yamlmarks import Loc, YamlSyntaxError, line_for, load_with_lines
 from runner.errors import PlanError
@@ -14,10 +14,13 @@ from runner.errors import PlanError
 # Task ids become git ref components, container names and file names: keep them plain.
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG"})
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class Verify(_Model):
@@ -50,6 +53,25 @@ class Task(_Model):
     """Hard limit in seconds; default: the plan's."""
     env: list[Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = []
     """Names of host environment variables passed through; nothing else leaks in."""
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_ref_component(cls, value: str) -> str:
+        # The pattern admits names git refuses as a ref component (git check-ref-format).
+        if ".." in value or value.endswith((".", ".lock")):
+            raise ValueError(
+                "must not contain '..' or end with '.' or '.lock' (it names a git ref)"
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_not_reserved(cls, names: list[str]) -> list[str]:
+        # The sandbox's own variables (HOME on the tmpfs, RUNNER_OUT, git identity) must hold.
+        for name in names:
+            if name in RESERVED_ENV or name.startswith(("RUNNER_", "GIT_")):
+                raise ValueError(f"{name} is set by the runner in every sandbox; pick another name")
+        return names
 
     @field_validator("scope", "deny")
     @classmethod
@@ -96,19 +118,24 @@ class Plan(_Model):
     def _shared_relative(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        clean = value.strip().strip("/")
-        if not clean or value.startswith("/") or ".." in Path(clean).parts:
+        # Normalized ("./contracts/." -> "contracts"): the scope check compares path prefixes.
+        parts = PurePosixPath(value.strip()).parts
+        if not parts or value.strip().startswith("/") or ".." in parts:
             raise ValueError("must be a directory inside the repo, relative to its root")
-        return clean
+        return "/".join(parts)
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Plan:
-        seen: set[str] = set()
-        for task in self.tasks:
+    @field_validator("tasks")
+    @classmethod
+    def _unique_ids(cls, tasks: list[Task]) -> list[Task]:
+        # A field validator, so the error points at the tasks list rather than line 1.
+        seen: dict[str, int] = {}
+        for i, task in enumerate(tasks):
             if task.id in seen:
-                raise ValueError(f"task id {task.id!r} appears twice")
-            seen.add(task.id)
-        return self
+                raise ValueError(
+                    f"task id {task.id!r} appears twice (tasks[{seen[task.id]}], [{i}])"
+                )
+            seen[task.id] = i
+        return tasks
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)

@@ -11,28 +11,30 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from runner.core.yamlmarks import YamlSyntaxError, line_for, load_with_lines
 from runner.errors import InputError
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])i?)?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(value: str | int) -> int:
     """'512m', '1g', '2GiB' or a byte count -> bytes."""
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    match = _SIZE.match(value)
+    match = _SIZE.match(value) if isinstance(value, str) else None
     if not match:
         raise ValueError(f"{value!r} is not a size (use e.g. 512m, 1g)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 
 class Policy(BaseModel):
     """Limits and hardening of one sandbox. Every field has the hardened default."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
-    user: str = Field(default="10001:10001", pattern=r"^\d+:\d+$")
+    user: str = Field(default="10001:10001", pattern=r"^[0-9]+:[0-9]+$")
     """Numeric uid:gid the task runs as (never root; a user image needs no account for it)."""
-    cpus: float = Field(default=1.0, gt=0)
+    cpus: float = Field(default=1.0, ge=0.01)
     """CPU cores (CFS quota)."""
     memory: int = 1024**3
     """Memory limit in bytes (sizes like 512m accepted); swap is not allowed on top."""
@@ -60,12 +62,15 @@ class Policy(BaseModel):
     @field_validator("memory", "tmp_size", "max_bundle", "max_out", mode="before")
     @classmethod
     def _size(cls, value: str | int) -> int:
-        return parse_size(value)
+        size = parse_size(value)
+        if size <= 0:  # Docker reads 0 as "no limit"
+            raise ValueError(f"{value!r}: a size must be more than 0")
+        return size
 
     @field_validator("user")
     @classmethod
     def _not_root(cls, value: str) -> str:
-        if value.split(":")[0] == "0":
+        if int(value.split(":")[0]) == 0:  # "00" is root too
             raise ValueError("uid 0 (root) is not allowed in a sandbox")
         return value
 
@@ -76,6 +81,8 @@ def load_policy(path: Path) -> Policy:
         data, lines = load_with_lines(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such policy file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
     except YamlSyntaxError as exc:
         raise InputError(f"{path}:{exc.line or 1}: not valid YAML: {exc.message}") from None
     try:

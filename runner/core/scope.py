@@ -9,8 +9,23 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import pathspec
+import pathspec.util
+
+
+def _style() -> str:
+    # pathspec 1.x deprecates "gitwildmatch" (a warning, an error under `-W error`) for
+    # "gitignore", the same semantics; 0.12 knows only "gitwildmatch".
+    try:
+        pathspec.util.lookup_pattern("gitignore")
+    except KeyError:
+        return "gitwildmatch"
+    return "gitignore"
+
+
+_STYLE = _style()
 
 
 def _anchored(glob: str) -> str:
@@ -34,14 +49,14 @@ class Scope:
         return cls(tuple(include) if include is not None else None, tuple(deny))
 
     @cached_property
-    def _include_spec(self) -> pathspec.PathSpec | None:
+    def _include_spec(self) -> pathspec.PathSpec[Any] | None:
         if self.include is None:
             return None
-        return pathspec.PathSpec.from_lines("gitwildmatch", map(_anchored, self.include))
+        return pathspec.PathSpec.from_lines(_STYLE, map(_anchored, self.include))
 
     @cached_property
-    def _deny_spec(self) -> pathspec.PathSpec:
-        return pathspec.PathSpec.from_lines("gitwildmatch", map(_anchored, self.deny))
+    def _deny_spec(self) -> pathspec.PathSpec[Any]:
+        return pathspec.PathSpec.from_lines(_STYLE, map(_anchored, self.deny))
 
     def allows(self, path: str) -> bool:
         return self.covers(path) and not self.denies(path)

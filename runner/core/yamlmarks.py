@@ -32,26 +32,74 @@ def load_with_lines(text: str) -> tuple[Any, dict[Loc, int]]:
         raise YamlSyntaxError(line, f"{exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(None, str(exc)) from None
+    except RecursionError:
+        raise YamlSyntaxError(None, "nested too deeply") from None
     lines: dict[Loc, int] = {}
     if node is None:
         return None, lines
-    constructor = yaml.SafeLoader("")
-    return _build(constructor, node, (), lines), lines
+    builder = _Builder(yaml.SafeLoader(""), lines)
+    try:
+        return builder.build(node, ()), lines
+    except RecursionError:
+        raise YamlSyntaxError(None, "nested too deeply") from None
 
 
-def _build(c: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
-    lines[loc] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+# Aliases are expanded (every path gets its own line), so a small file of nested aliases could
+# expand without bound ("billion laughs"); no plan or policy comes near this many values.
+MAX_VALUES = 200_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    def __init__(self, constructor: yaml.SafeLoader, lines: dict[Loc, int]) -> None:
+        self.c = constructor
+        self.lines = lines
+        self.count = 0
+        self.active: set[int] = set()  # collection nodes on the current path (alias cycles)
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        line = node.start_mark.line + 1
+        self.lines[loc] = line
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise YamlSyntaxError(line, f"more than {MAX_VALUES} values (aliases expand)")
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self.active:
+                raise YamlSyntaxError(line, "an alias refers to a value that contains it")
+            self.active.add(id(node))
+            try:
+                return (
+                    self._mapping(node, loc)
+                    if isinstance(node, yaml.MappingNode)
+                    else [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+                )
+            finally:
+                self.active.discard(id(node))
+        assert isinstance(node, yaml.ScalarNode)
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = c.construct_object(key_node)  # type: ignore[no-untyped-call]
+            key_line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                raise YamlSyntaxError(key_line, "merge keys (<<) are not supported")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlSyntaxError(key_line, "a key must be a plain value, not a list or map")
+            key = self._scalar(key_node)
             if key in out:
-                raise YamlSyntaxError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
-            out[key] = _build(c, value_node, (*loc, str(key)), lines)
+                raise YamlSyntaxError(key_line, f"duplicate key {key!r}")
+            out[key] = self.build(value_node, (*loc, str(key)))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(c, item, (*loc, i), lines) for i, item in enumerate(node.value)]
-    return c.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return self.c.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # a tag SafeLoader refuses (!foo, !!python/...)
+            reason = getattr(exc, "problem", None) or str(exc)
+        except (ValueError, TypeError, AttributeError, LookupError, OverflowError):  # !!int abc
+            reason = f"not a valid {node.tag.removeprefix('tag:yaml.org,2002:')}"
+        raise YamlSyntaxError(node.start_mark.line + 1, f"{node.value!r}: {reason}")
 
 
 def line_for(lines: dict[Loc, int], loc: Sequence[str | int]) -> int | None:

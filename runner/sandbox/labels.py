@@ -35,9 +35,15 @@ def owner_alive(labels: dict[str, str]) -> bool:
     if labels.get(HOST) != socket.gethostname():
         return True
     try:
-        os.kill(int(labels.get(PID, "0")), 0)
-    except (ValueError, ProcessLookupError):
+        pid = int(labels.get(PID, "0"))
+    except ValueError:
+        return False
+    if pid <= 0:  # kill(0) and kill(-1) would test process groups, not the owner
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
-    return int(labels.get(PID, "0")) > 0
+    return True

@@ -46,7 +46,7 @@ def environment(spec: SandboxSpec) -> dict[str, str]:
         "GIT_CONFIG_KEY_0": "safe.directory",
         "GIT_CONFIG_VALUE_0": "*",
     }
-    if spec.cache_volume:
+    if spec.cache_volume and spec.role != "collect":  # as mounted in container_options
         env |= CACHE_ENV
     return env | spec.env
 

@@ -29,8 +29,8 @@ CASES = {
     "unknown field": ("tasks:\n  - id: a\n    run: 'true'\n    scpoe: [x]\n",
                       "plan.yaml:4: tasks[0](a).scpoe: unknown field"),
     "bad yaml": ("tasks: [\n", "plan.yaml:2: not valid YAML"),
-    "missing env": ("tasks:\n  - id: a\n    run: 'true'\n    env: [RUNNER_TEST_UNSET_VAR]\n",
-                    "plan.yaml:4: tasks[0](a).env: RUNNER_TEST_UNSET_VAR is not set on the host"),
+    "missing env": ("tasks:\n  - id: a\n    run: 'true'\n    env: [SANDBOX_TEST_UNSET]\n",
+                    "plan.yaml:4: tasks[0](a).env: SANDBOX_TEST_UNSET is not set on the host"),
 }  # fmt: skip
 
 

@@ -119,20 +119,20 @@ def test_memory_limit_kills_with_status_oom(
 
 def test_env_passes_only_named_variables(run_plan: RunPlan, monkeypatch: pytest.MonkeyPatch,
                                          docker_client: docker.DockerClient) -> None:  # fmt: skip
-    monkeypatch.setenv("RUNNER_TEST_PASSED", "given-value")
-    monkeypatch.setenv("RUNNER_TEST_SECRET", "must-not-leak")
+    monkeypatch.setenv("SANDBOX_TEST_PASSED", "given-value")
+    monkeypatch.setenv("SANDBOX_TEST_SECRET", "must-not-leak")
     run = run_plan(
         """
         tasks:
           - id: envy
-            env: [RUNNER_TEST_PASSED]
+            env: [SANDBOX_TEST_PASSED]
             run: env | sort > env.txt
         """,
         FILES,
     )
     assert run.code == 0, run.stderr
     env = run.show(run.result["integration_commit"], "env.txt")
-    assert "RUNNER_TEST_PASSED=given-value" in env
+    assert "SANDBOX_TEST_PASSED=given-value" in env
     assert "must-not-leak" not in env
     assert "given-value" not in run.stdout + run.stderr  # values never reach the result or logs
 
