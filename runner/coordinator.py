@@ -66,6 +66,7 @@ class Coordinator:
         self.network: str | None = None
         self.commits: dict[str, str] = {}  # task -> commit ready to merge
         self.running: set[str] = set()
+        self.interrupted = False
         wave_of = {t: i for i, w in enumerate(p.dispatch.waves) for t in w}
         self.result = RunResult(
             run_id=self.run_id,
@@ -187,8 +188,11 @@ class Coordinator:
         try:
             list(pool.map(lambda t: self._task(t, start), task_ids))
         except KeyboardInterrupt:
-            # Kill the sandboxes first, so the workers' waits return now, not at their timeout.
-            self.backend.cleanup(self.run_id)
+            # Kill the sandboxes (keeping them) so the workers' waits return now, not at their
+            # timeout, and each worker still collects its task's partial work. A second Ctrl-C
+            # lands here in shutdown and abandons that; run() then removes everything.
+            self.interrupted = True
+            self.backend.kill(self.run_id)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
@@ -284,7 +288,9 @@ class Coordinator:
             workspace.remove(spec.workspace)
         files = git.changed_paths(self.repo, start, commit) if commit != start else []
         tres.files_changed = files
-        if ex.timed_out:
+        if self.interrupted:
+            self._set(task_id, TaskStatus.FAILED, "interrupted (Ctrl-C); partial work kept")
+        elif ex.timed_out:
             self._set(
                 task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s; partial work kept"
             )

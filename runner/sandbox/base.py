@@ -94,6 +94,13 @@ class SandboxBackend(abc.ABC):
         """Remove the sandbox's containers. Idempotent."""
 
     @abc.abstractmethod
+    def kill(self, run_id: str) -> int:
+        """Kill the run's running sandboxes but keep them, so their work can still be collected.
+
+        Returns the number killed.
+        """
+
+    @abc.abstractmethod
     def create_network(self, run_id: str) -> str:
         """A network for `open` policies of this run; returns its name."""
 

@@ -195,6 +195,13 @@ class DockerBackend(SandboxBackend):
     def destroy(self, spec: SandboxSpec) -> None:
         self._remove_containers([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"])
 
+    def kill(self, run_id: str) -> int:
+        running = self.client.containers.list(filters={"label": f"{L.RUN}={run_id}"})
+        for c in running:
+            with contextlib.suppress(docker.errors.APIError):
+                c.kill()
+        return len(running)
+
     def create_network(self, run_id: str) -> str:
         name = f"runner-{run_id}"
         _call(

@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from runner.sandbox import labels
-from tests.integration.conftest import leftovers, make_repo
+from tests.integration.conftest import git, leftovers, make_repo
 
 PLAN = """\
 tasks:
@@ -37,6 +37,11 @@ def test_interrupt_removes_sandboxes_and_reports(
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run_id = _wait_for_sandboxes(docker_client, repo, count=2)
+    begun = repo / ".git" / "runner" / "runs" / run_id / "tasks" / "sleeper" / "work" / "a"
+    for _ in range(100):  # bounded: the task writes its partial work first, then sleeps
+        if (begun / "begun.txt").exists():
+            break
+        time.sleep(0.1)
     proc.send_signal(sig)
     started = time.monotonic()
     _out, err = proc.communicate(timeout=60)
@@ -45,6 +50,9 @@ def test_interrupt_removes_sandboxes_and_reports(
     assert leftovers(docker_client, run_id) == []
     result = json.loads((repo / ".git" / "runner" / "runs" / run_id / "result.json").read_text())
     assert result["status"] == "interrupted"
+    sleeper = next(t for t in result["tasks"] if t["id"] == "sleeper")
+    assert sleeper["status"] == "failed" and "interrupted" in sleeper["reason"]
+    assert git(repo, "show", f"{sleeper['ref']}:a/begun.txt") == "begun"  # nothing lost
 
 
 def _wait_for_sandboxes(client: docker.DockerClient, repo: Path, count: int) -> str:
