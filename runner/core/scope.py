@@ -107,19 +107,43 @@ def check_changes(scope: Scope, changed: Iterable[str], shared_dir: str | None) 
 _WILD = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
 
 
-def probe(glob: str) -> str | None:
+def probe(glob: str, filler: str = "x") -> str | None:
     """A concrete path this glob matches (wildcards filled in), to test another scope against.
 
     It stands for the files a task may create that do not exist at base yet.
     """
     if glob.startswith("!"):
         return None
-    body = _WILD.sub(lambda m: m.group(0)[1] if m.group(0).startswith("[") else "x", glob)
-    body = body.strip("/")
+
+    def fill(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token.startswith("["):
+            return token[1]
+        return filler[0] if token == "?" else filler
+
+    body = _WILD.sub(fill, glob).strip("/")
     # "src/db/" (a directory pattern) and "src/**" both cover files below.
     if glob.endswith("/") or glob.endswith("**"):
         body += "/x"
     return body.replace("//", "/") or None
+
+
+def _fillers(glob: str) -> list[str]:
+    """What to fill another pattern's wildcards with: this one's literal fragments.
+
+    `src/*.py` against `src/a*` finds `src/a.py`, a file neither task has made yet.
+    """
+    parts = re.split(r"\*\*|\*|\?|\[[^\]]*\]|/", glob.lstrip("!"))
+    return ["x", *dict.fromkeys(p for p in parts if p)]
+
+
+def _witnesses(a: str, b: str) -> list[str]:
+    """Paths that both patterns cover, found by filling each one's wildcards with the other's
+    literals (a sample, not a proof: the exact test is regular-language intersection)."""
+    sa, sb = Scope.of([a]), Scope.of([b])
+    found = [p for f in _fillers(b) if (p := probe(a, f)) is not None and sb.covers(p)]
+    found += [p for f in _fillers(a) if (p := probe(b, f)) is not None and sa.covers(p)]
+    return found
 
 
 @dataclass(frozen=True)
@@ -141,12 +165,6 @@ class Overlap:
         )
 
 
-def _pattern_overlaps(a: str, b: str) -> bool:
-    sa, sb = Scope.of([a]), Scope.of([b])
-    pa, pb = probe(a), probe(b)
-    return (pa is not None and sb.covers(pa)) or (pb is not None and sa.covers(pb))
-
-
 def find_overlap(
     first: str, a: Scope, second: str, b: Scope, base_paths: Sequence[str]
 ) -> Overlap | None:
@@ -159,14 +177,11 @@ def find_overlap(
     pats: list[tuple[str, str]] = []
     for pa in a.include if a.include is not None else ("**",):
         for pb in b.include if b.include is not None else ("**",):
-            if _pattern_overlaps(pa, pb):
-                pr_a, pr_b = probe(pa), probe(pb)
-                # A shared probe path that one side denies is not a real overlap.
-                if (
-                    any(p is not None and a.allows(p) and b.allows(p) for p in (pr_a, pr_b))
-                    or files
-                ):
-                    pats.append((pa, pb))
+            # A common path that one side denies is not a real overlap.
+            if any(a.allows(p) and b.allows(p) for p in _witnesses(pa, pb)) or (
+                files and any(Scope.of([pa]).covers(f) and Scope.of([pb]).covers(f) for f in files)
+            ):
+                pats.append((pa, pb))
     if not files and not pats:
         return None
     return Overlap(first, second, tuple(pats), files[:50])

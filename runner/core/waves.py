@@ -9,25 +9,29 @@ from runner.core.scope import Overlap, Scope, find_overlap
 
 
 def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A dependency cycle as [a, b, ..., a], or None. deps maps task -> tasks it depends on."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
+    """A dependency cycle as [a, b, ..., a], or None. deps maps task -> tasks it depends on.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in deps.get(node, ()):
-            if state.get(dep) == 1:
+    Iterative depth-first search: a long chain of tasks must not hit Python's recursion limit.
+    """
+    done: set[str] = set()
+    for root in deps:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        stack = [iter(deps.get(root, ()))]
+        while stack:
+            dep = next(stack[-1], None)
+            if dep is None:
+                stack.pop()
+                done.add(node := path.pop())
+                on_path.discard(node)
+            elif dep in on_path:
                 return [*path[path.index(dep) :], dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in deps:
-        if node not in state and (found := visit(node)):
-            return found
+            elif dep not in done:
+                path.append(dep)
+                on_path.add(dep)
+                stack.append(iter(deps.get(dep, ())))
     return None
 
 
@@ -37,14 +41,16 @@ def layers(deps: Mapping[str, Sequence[str]]) -> list[list[str]]:
     Assumes no cycle (check find_cycle first).
     """
     level: dict[str, int] = {}
-
-    def depth(node: str) -> int:
-        if node not in level:
-            level[node] = 1 + max((depth(d) for d in deps.get(node, ())), default=-1)
-        return level[node]
-
-    for node in deps:
-        depth(node)
+    for root in deps:
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            pending = [d for d in deps.get(node, ()) if d not in level]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            level[node] = 1 + max((level[d] for d in deps.get(node, ())), default=-1)
     out: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
     for node in deps:  # dict order = plan order
         out[level[node]].append(node)

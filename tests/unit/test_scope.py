@@ -249,3 +249,25 @@ def test_overlap_is_symmetric_and_sees_every_shared_file(
     if shared:
         assert ab is not None
         assert list(ab.files) == shared
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("src/*.py", "src/a*"),
+        ("*_test.py", "foo*"),
+        ("src/**", "src/api/**"),
+        ("lib/?.c", "lib/x*"),
+    ],
+)
+def test_patterns_that_would_both_cover_a_new_file_overlap(a: str, b: str) -> None:
+    # No file exists at base: the overlap is in the files the tasks may create.
+    overlap = find_overlap("one", Scope.of([a]), "two", Scope.of([b]), [])
+    assert overlap is not None and overlap.patterns == ((a, b),)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [("src/*.py", "src/db/**"), ("docs/**", "src/**"), ("a/*.md", "a/*.txt")]
+)
+def test_patterns_with_no_common_path_do_not_overlap(a: str, b: str) -> None:
+    assert find_overlap("one", Scope.of([a]), "two", Scope.of([b]), []) is None

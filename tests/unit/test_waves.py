@@ -115,3 +115,13 @@ def test_tasks_in_different_waves_are_not_compared() -> None:
     got = dispatch(deps, scopes(a=None, b=None), BASE, "refuse")
     assert got.waves == [["a"], ["b"]]
     assert got.overlaps == []
+
+
+def test_a_long_chain_needs_no_recursion() -> None:
+    n = 5000  # far past Python's recursion limit
+    chain = {f"t{i}": [f"t{i - 1}"] if i else [] for i in range(n)}
+    assert find_cycle(chain) is None
+    assert layers(chain) == [[f"t{i}"] for i in range(n)]
+    chain["t0"] = [f"t{n - 1}"]
+    cycle = find_cycle(chain)
+    assert cycle is not None and cycle[0] == cycle[-1] and len(cycle) == n + 1
