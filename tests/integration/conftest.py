@@ -15,6 +15,7 @@ from typing import Any
 import docker
 import pytest
 
+from runner.coordinator import repo_key
 from runner.images import build_images
 from runner.sandbox import labels
 from runner.settings import Settings
@@ -121,8 +122,18 @@ def run_plan(tmp_path: Path, images: None, docker_client: docker.DockerClient) -
         return out
 
     yield run
+    remove_caches(docker_client, tmp_path / "repo")
     for run_id in run_ids:
         assert leftovers(docker_client, run_id) == [], f"run {run_id} left objects in Docker"
+
+
+def remove_caches(client: docker.DockerClient, repo: Path) -> None:
+    """Cache volumes outlive runs by design; a test's repo is gone after it, so are they."""
+    if not (repo / ".git").exists():
+        return
+    flt: dict[str, str | list[str] | bool] = {"label": f"{labels.CACHE}={repo_key(repo)}"}
+    for volume in client.volumes.list(filters=flt):
+        volume.remove(force=True)
 
 
 def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:

@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from runner.sandbox import labels
-from tests.integration.conftest import git, leftovers, make_repo
+from tests.integration.conftest import git, leftovers, make_repo, remove_caches
 
 PLAN = """\
 tasks:
@@ -49,6 +49,7 @@ def test_interrupt_removes_sandboxes_and_reports(
     assert time.monotonic() - started < 30  # not the tasks' 300 s
     assert leftovers(docker_client, run_id) == []
     result = json.loads((repo / ".git" / "runner" / "runs" / run_id / "result.json").read_text())
+    remove_caches(docker_client, repo)
     assert result["status"] == "interrupted"
     sleeper = next(t for t in result["tasks"] if t["id"] == "sleeper")
     assert sleeper["status"] == "failed" and "interrupted" in sleeper["reason"]

@@ -11,7 +11,10 @@ import pytest
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from tests.integration.conftest import RunPlan
+from runner.cli import execute
+from runner.coordinator import repo_key
+from runner.settings import Settings
+from tests.integration.conftest import RunPlan, leftovers
 
 FILES = {"README.md": "hi\n", "contracts/api.md": "the contract\n"}
 
@@ -150,21 +153,16 @@ def test_cache_volume_survives_the_run_so_a_rerun_is_warm(
     first = run_plan(plan, FILES)
     assert first.code == 0, first.stderr
     assert first.show(first.result["integration_commit"], "state.txt") == "cold"
-    volumes = docker_client.volumes.list(filters={"label": "runner.task=warm"})
-    mine = [v for v in volumes if v.name.endswith("-warm")]
-    try:
-        assert len(mine) == 1 and "runner.cache" in (mine[0].attrs["Labels"] or {})
-        # Same repo, same task: a second run finds the cache its first run filled.
-        from runner.cli import execute
-        from runner.settings import Settings
-
-        repo = first.repo
-        result = execute(repo.parent / "plan.yaml", repo, Settings())
-        assert result.integration_commit is not None
-        assert first.show(result.integration_commit, "state.txt") == "warm"
-    finally:
-        for volume in mine:
-            volume.remove(force=True)
+    key = repo_key(first.repo)
+    volumes = docker_client.volumes.list(
+        filters={"label": [f"runner.cache={key}", "runner.task=warm"]}
+    )
+    assert [v.name for v in volumes] == [f"runner-cache-{key}-warm"]
+    # Same repo, same task: a second run finds the cache its first run filled.
+    result = execute(first.repo.parent / "plan.yaml", first.repo, Settings())
+    assert result.integration_commit is not None
+    assert first.show(result.integration_commit, "state.txt") == "warm"
+    assert leftovers(docker_client, result.run_id) == []
 
 
 def test_user_image_without_git_or_account_works(
