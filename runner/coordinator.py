@@ -67,7 +67,7 @@ class Coordinator:
         self.commits: dict[str, str] = {}  # task -> commit ready to merge
         self.running: set[str] = set()
         self.interrupted = False
-        wave_of = {t: i for i, w in enumerate(p.dispatch.waves) for t in w}
+        wave_of = {t: i for i, w in enumerate(p.dispatch.waves, start=1) for t in w}
         self.result = RunResult(
             run_id=self.run_id,
             repo=str(self.repo),
@@ -91,9 +91,8 @@ class Coordinator:
         try:
             self._prepare()
             head, stopped = self.prepared.base_commit, None
-            for index, wave in enumerate(self.prepared.dispatch.waves):
+            for index, wave in enumerate(self.prepared.dispatch.waves, start=1):
                 head, stopped = self._wave(index, wave, head, stopped)
-            self.result.integration_commit = head
             self.result.status = (
                 RunStatus.SUCCESS
                 if all(t.status.ok for t in self.result.tasks)
@@ -122,6 +121,11 @@ class Coordinator:
     def _finish(self, before: dict[str, str], started: float) -> None:
         removed = self.backend.cleanup(self.run_id)
         log.debug("cleanup", run=self.run_id, removed=removed)
+        self.result.integration_commit = git.resolve(self.repo, self.integration_ref)
+        if self.result.status is not RunStatus.SUCCESS:
+            for tres in self.result.tasks:
+                if tres.status is TaskStatus.SKIPPED and tres.reason is None:
+                    tres.reason = f"not reached: the run ended {self.result.status.value}"
         after = git.snapshot(self.repo)
         changed = [k for k in before if before[k] != after.get(k)]
         self.result.isolation = IsolationCheck(

@@ -42,5 +42,5 @@ class LiveProgress:
             else:
                 state = f"[{'green' if t.status.ok else 'red'}]{t.status.value}[/]"
                 spent = f"{t.duration_s:.1f}s" if t.duration_s is not None else ""
-            table.add_row(str(t.wave + 1), t.id, state, spent)
+            table.add_row(str(t.wave), t.id, state, spent)
         self._live.update(table)

@@ -73,7 +73,7 @@ def print_summary(result: RunResult, console: Console) -> None:
     for t in sorted(result.tasks, key=lambda t: t.wave):
         style = _STYLE.get(t.status, "red")
         table.add_row(
-            str(t.wave + 1),
+            str(t.wave),
             t.id,
             f"[{style}]{t.status.value}[/]",
             "-" if t.exit_code is None else str(t.exit_code),
@@ -85,7 +85,7 @@ def print_summary(result: RunResult, console: Console) -> None:
         )
     console.print(table)
     for w in result.waves:
-        console.print(f"wave {w.index + 1}: verify {w.verify or 'not reached'}")
+        console.print(f"wave {w.index}: verify {w.verify or 'not reached'}")
     iso = result.isolation
     if iso is not None:
         if iso.unchanged:

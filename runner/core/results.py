@@ -56,8 +56,8 @@ class Conflict(_Doc):
 
 class TaskResult(_Doc):
     id: str
-    wave: int
-    """0-based wave index."""
+    wave: int = Field(ge=1)
+    """Wave number, from 1 (as `runner plan` and the summary show it)."""
     status: TaskStatus = TaskStatus.SKIPPED
     reason: str | None = None
     """Why it is not merged, in one line."""
@@ -81,7 +81,8 @@ class TaskResult(_Doc):
 
 
 class WaveResult(_Doc):
-    index: int
+    index: int = Field(ge=1)
+    """Wave number, from 1."""
     tasks: list[str]
     start_commit: str
     """Integration head the wave's tasks started from."""

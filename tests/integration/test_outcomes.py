@@ -188,7 +188,7 @@ def test_red_verify_keeps_integration_at_last_green(run_plan: RunPlan) -> None:
     assert head == waves[0]["merged_commit"]
     assert git(run.repo, "rev-parse", run.result["integration_ref"]) == head
     kept = git(run.repo, "for-each-ref", "--format=%(refname)", "refs/runner/")
-    assert f"refs/runner/{run.result['run_id']}/verify-failed/wave-1" in kept.split()
+    assert f"refs/runner/{run.result['run_id']}/verify-failed/wave-2" in kept.split()
 
 
 def test_no_changes_and_usage_log(run_plan: RunPlan) -> None:

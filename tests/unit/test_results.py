@@ -75,7 +75,7 @@ def test_defaults() -> None:
     assert r.schema_version == SCHEMA_VERSION == 1
     assert r.status is RunStatus.SUCCESS
     assert (r.waves, r.tasks, r.isolation, r.error) == ([], [], None, None)
-    t = TaskResult(id="a", wave=0)
+    t = TaskResult(id="a", wave=1)
     assert t.status is TaskStatus.SKIPPED
     assert (t.files_changed, t.violations, t.conflicts) == ([], [], [])
 
@@ -92,12 +92,12 @@ def full_result() -> RunResult:
         finished_at="2024-01-01T00:01:00Z",
         duration_s=60.5,
         waves=[
-            WaveResult(index=0, tasks=["db", "api"], start_commit="a" * 40, verify="green"),
+            WaveResult(index=1, tasks=["db", "api"], start_commit="a" * 40, verify="green"),
         ],
         tasks=[
             TaskResult(
                 id="db",
-                wave=0,
+                wave=1,
                 status=TaskStatus.MERGED,
                 exit_code=0,
                 duration_s=1.5,
@@ -108,7 +108,7 @@ def full_result() -> RunResult:
             ),
             TaskResult(
                 id="api",
-                wave=0,
+                wave=1,
                 status=TaskStatus.CONFLICT,
                 reason="conflicts with db",
                 conflicts=[Conflict(with_task="db", files=["src/db/a.py"])],
@@ -155,6 +155,6 @@ def test_task_lookup() -> None:
 
 def test_results_are_mutable_while_a_run_fills_them_in() -> None:
     r = result()
-    r.tasks.append(TaskResult(id="a", wave=0))
+    r.tasks.append(TaskResult(id="a", wave=1))
     r.task("a").status = TaskStatus.FAILED
     assert r.tasks[0].status is TaskStatus.FAILED
