@@ -193,3 +193,54 @@ def test_user_image_without_git_or_account_works(
         assert run.show(head, "account.txt") == "no account for 10001"
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def host_server() -> Iterator[int]:
+    """A server of the test's own on the host, answering one fixed body; stopped after."""
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello from the test's server")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_open_network_policy_reaches_out_and_its_network_is_removed(
+    run_plan: RunPlan, host_server: int
+) -> None:
+    run = run_plan(
+        f"""
+        tasks:
+          - id: online
+            policy: open-network
+            run: |
+              python3 - > fetched.txt <<'PY'
+              import socket, struct, urllib.request
+              # The run's bridge gateway is the host, where the test's server listens.
+              for line in open("/proc/net/route").readlines()[1:]:
+                  fields = line.split()
+                  if fields[1] == "00000000":
+                      gateway = socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
+              url = f"http://{{gateway}}:{host_server}/"
+              print(urllib.request.urlopen(url, timeout=5).read().decode())
+              PY
+        """,
+        FILES,
+    )
+    assert run.code == 0, run.stderr
+    fetched = run.show(run.result["integration_commit"], "fetched.txt")
+    assert fetched == "hello from the test's server"
+    # The fixture asserts that the run's network is gone, with its containers.
