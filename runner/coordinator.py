@@ -240,8 +240,9 @@ class Coordinator:
             state=state,
             start_commit=start,
             shared=self.shared,
-            cache_volume=f"runner-cache-{key}-{task_id}",
-            cache_labels=labels.cache_labels(key, task_id),
+            # Verify of every wave shares one cache: a rerun of any wave is warm.
+            cache_volume=f"runner-cache-{key}-{task_id if role == 'task' else 'verify'}",
+            cache_labels=labels.cache_labels(key, task_id if role == "task" else "verify"),
             env=self.prepared.env.get(task_id, {}) if role == "task" else {},
             network=self.network,
         )

@@ -58,8 +58,10 @@ class Policy(BaseModel):
     """Largest bundle the host accepts from a task, bytes."""
     max_out: int = 64 * 1024**2
     """Largest RUNNER_OUT directory collected from a task, bytes."""
+    max_log: int = 64 * 1024**2
+    """Bytes of a task's output kept in its log; past it only the last 4 KiB are kept."""
 
-    @field_validator("memory", "tmp_size", "max_bundle", "max_out", mode="before")
+    @field_validator("memory", "tmp_size", "max_bundle", "max_out", "max_log", mode="before")
     @classmethod
     def _size(cls, value: str | int) -> int:
         size = parse_size(value)

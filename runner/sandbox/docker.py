@@ -93,7 +93,9 @@ class DockerBackend(SandboxBackend):
         timed_out, stats = False, None
         try:
             _call(container.start)
-            pump = threading.Thread(target=self._pump_logs, args=(container, log_path), daemon=True)
+            pump = threading.Thread(
+                target=_pump_logs, args=(container, log_path, spec.policy.max_log), daemon=True
+            )
             pump.start()
             try:
                 code: int | None = int(container.wait(timeout=spec.timeout)["StatusCode"])
@@ -144,13 +146,6 @@ class DockerBackend(SandboxBackend):
             self.client.volumes.get(spec.cache_volume)
         except docker.errors.NotFound:
             _call(self.client.volumes.create, name=spec.cache_volume, labels=spec.cache_labels)
-
-    @staticmethod
-    def _pump_logs(container: Container, path: Path) -> None:
-        with path.open("wb") as fh, contextlib.suppress(Exception):
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                fh.write(chunk)
-                fh.flush()
 
     @staticmethod
     def _sample_stats(container: Container) -> tuple[float | None, int | None, str] | None:
@@ -251,6 +246,28 @@ class DockerBackend(SandboxBackend):
             with contextlib.suppress(docker.errors.NotFound):
                 v.remove(force=True)
         return len(found)
+
+
+def _pump_logs(container: Container, path: Path, cap: int) -> None:
+    """Stream the task's output to its log as it comes, up to cap bytes, then keep only the
+    last 4 KiB (the wrapper's metrics line comes last)."""
+    kept, dropped, tail = 0, 0, b""
+    with path.open("wb") as fh:
+        try:
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                head, chunk = chunk[: max(0, cap - kept)], chunk[max(0, cap - kept) :]
+                if head:
+                    fh.write(head)
+                    fh.flush()
+                    kept += len(head)
+                if chunk:
+                    dropped += len(chunk)
+                    tail = (tail + chunk)[-4096:]
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            pass  # the container went away (killed, removed): the log ends here
+        if dropped:
+            fh.write(f"\n[runner: {dropped} bytes over max_log dropped; the last ones:]\n".encode())
+            fh.write(tail)
 
 
 def _as_collector(spec: SandboxSpec, image: str) -> SandboxSpec:

@@ -94,3 +94,15 @@ def test_new_volume_on_cache_is_writable_without_root(
         assert run(client, "sh", "-c", script, cache_volume=volume.name) == "10001"
     finally:
         volume.remove(force=True)
+
+
+def test_compose_file_is_accepted_by_docker_compose() -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        ["docker-compose", "-f", str(root / "compose.yaml"), "config", "--services"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert set(proc.stdout.split()) == {"base", "sandbox"}

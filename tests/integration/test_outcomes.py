@@ -228,3 +228,26 @@ def test_serialize_runs_overlapping_tasks_one_after_the_other(run_plan: RunPlan)
     assert [w["tasks"] for w in run.result["waves"]] == [["first"], ["second"]]
     final = run.show(run.result["integration_commit"], "src/app.txt")
     assert final.splitlines()[-2:] == ["first", "second"]
+
+
+def test_log_is_capped_by_policy_and_keeps_its_end(run_plan: RunPlan) -> None:
+    run = run_plan(
+        """
+        tasks:
+          - id: chatty
+            policy: quiet.yaml
+            run: |
+              echo first line
+              seq 1 20000
+              echo last line
+        """,
+        FILES,
+        extra={"quiet.yaml": "max_log: 1k\n"},
+    )
+    assert run.code == 0, run.stderr
+    chatty = run.task("chatty")
+    log = Path(chatty["log_path"]).read_text()
+    assert log.startswith("first line\n")
+    assert "bytes over max_log dropped" in log and "last line" in log
+    assert len(log) < 1024 + 4096 + 200
+    assert chatty["cpu_s"] is not None  # the metrics line at the end survived the cap
