@@ -72,3 +72,27 @@ def test_branch_named_runner_is_reported(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text("tasks:\n  - id: a\n    run: 'true'\n")
     proc = runner_cli("run", "plan.yaml", "--repo", str(repo), cwd=tmp_path)
     assert proc.returncode == 2 and "a branch named 'runner' exists" in proc.stderr
+
+
+def test_missing_image_is_named_before_anything_starts(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    repo = make_repo(tmp_path, FILES)
+    (tmp_path / "plan.yaml").write_text(
+        "tasks:\n  - id: a\n    image: runner-test/nosuch:1\n    run: 'true'\n"
+    )
+    proc = runner_cli("run", "plan.yaml", "--repo", str(repo), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "image(s) not found: runner-test/nosuch:1" in proc.stderr
+    assert "runner images build" in proc.stderr
+    assert not (repo / ".git" / "runner").exists()
+
+
+def test_unreachable_docker_daemon_is_a_clear_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, FILES)
+    (tmp_path / "plan.yaml").write_text("tasks:\n  - id: a\n    run: 'true'\n")
+    no_daemon = {"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = runner_cli("run", "plan.yaml", "--repo", str(repo), cwd=tmp_path, env=no_daemon)
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot reach the Docker daemon" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (repo / ".git" / "runner").exists()
