@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
@@ -52,7 +53,7 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RunnerError as exc:
-            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except Terminated:
             err.print("terminated: sandboxes removed, finished work kept under refs/runner/")

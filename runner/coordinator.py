@@ -88,6 +88,12 @@ class Coordinator:
         write_owner(self.run_dir)
         git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
         log.info("run started", run=self.run_id, waves=self.prepared.dispatch.waves)
+        if git.is_dirty(self.repo):
+            log.warning(
+                "your checkout has uncommitted changes: tasks start from the plan's base "
+                "commit and do not see them (they stay untouched)",
+                base=self.prepared.base_commit[:12],
+            )
         try:
             self._prepare()
             head, stopped = self.prepared.base_commit, None

@@ -216,6 +216,11 @@ def clone_for_sandbox(repo: Path, commit: str, dest: Path, branch: str, objects_
     (info / "alternates").write_text(f"{objects_at}\n")
 
 
+def is_dirty(repo: Path) -> bool:
+    """Uncommitted changes (staged, unstaged or untracked, ignoring ignored files)."""
+    return bool(git(repo, "status", "--porcelain", "-z").stdout)
+
+
 def snapshot(repo: Path) -> dict[str, str]:
     """HEAD, current branch, index and work tree (tracked + untracked, by content)."""
     head = git(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False)

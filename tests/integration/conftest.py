@@ -109,8 +109,16 @@ def run_plan(tmp_path: Path, images: None, docker_client: docker.DockerClient) -
     """
     run_ids: list[str] = []
 
-    def run(plan: str, files: dict[str, str], *, extra: dict[str, str] | None = None) -> Run:
+    def run(
+        plan: str,
+        files: dict[str, str],
+        *,
+        extra: dict[str, str] | None = None,
+        uncommitted: dict[str, str] | None = None,
+    ) -> Run:
         repo = make_repo(tmp_path, files)
+        for rel, text in (uncommitted or {}).items():
+            (repo / rel).write_text(text)
         for rel, text in (extra or {}).items():
             (tmp_path / rel).write_text(textwrap.dedent(text))
         plan_path = tmp_path / "plan.yaml"

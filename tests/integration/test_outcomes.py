@@ -251,3 +251,22 @@ def test_log_is_capped_by_policy_and_keeps_its_end(run_plan: RunPlan) -> None:
     assert "bytes over max_log dropped" in log and "last line" in log
     assert len(log) < 1024 + 4096 + 200
     assert chatty["cpu_s"] is not None  # the metrics line at the end survived the cap
+
+
+def test_a_dirty_checkout_is_left_exactly_as_it_was(run_plan: RunPlan) -> None:
+    run = run_plan(
+        """
+        tasks:
+          - id: editor
+            run: echo "task edit" > README.md && echo new > untracked.txt
+        """,
+        FILES,
+        uncommitted={"README.md": "my unsaved edit\n", "untracked.txt": "mine\n"},
+    )
+    assert run.code == 0, run.stderr
+    assert "uncommitted changes" in run.stderr
+    assert (run.repo / "README.md").read_text() == "my unsaved edit\n"
+    assert (run.repo / "untracked.txt").read_text() == "mine\n"
+    assert run.result["isolation"]["unchanged"] is True
+    assert run.show(run.result["integration_commit"], "README.md") == "task edit"
+    assert git(run.repo, "status", "--porcelain") == "M README.md\n?? untracked.txt"
