@@ -28,7 +28,7 @@ from runner.gc import write_owner
 from runner.integrate import merge_wave
 from runner.preflight import Prepared
 from runner.sandbox import labels
-from runner.sandbox.base import Role, SandboxBackend, SandboxSpec
+from runner.sandbox.base import Execution, Role, SandboxBackend, SandboxSpec
 
 log = structlog.get_logger()
 
@@ -275,11 +275,8 @@ class Coordinator:
             )
             try:
                 ex = self.backend.execute(spec)
-                tres.exit_code, tres.duration_s, tres.log_path = (
-                    ex.exit_code,
-                    ex.duration_s,
-                    str(ex.log_path),
-                )
+                tres.exit_code, tres.duration_s = ex.exit_code, ex.duration_s
+                tres.log_path = str(ex.log_path)
                 tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
                 tres.metrics_source = ex.metrics_source
                 collected = self.backend.collect(spec)
@@ -287,9 +284,10 @@ class Coordinator:
                 self.backend.destroy(spec)
             tres.out_path = str(collected.out_dir) if collected.out_dir else None
             commit = self._bring_home(task_id, start, collected.head, collected.bundle)
-        except RunnerError as exc:
+        except (RunnerError, OSError) as exc:
             # The workspace stays for inspection: nothing of the task's is thrown away.
-            self._set(task_id, TaskStatus.FAILED, f"runner could not finish this task: {exc}")
+            reason = f"runner could not finish this task: {exc}; workspace kept at {spec.workspace}"
+            self._set(task_id, TaskStatus.FAILED, reason)
             return
         # The work is home (fetched under its ref): drop the clone and the scratch dirs,
         # keep the logs and the copied-out RUNNER_OUT.
@@ -297,34 +295,37 @@ class Coordinator:
             workspace.remove(spec.state / scratch)
         if not self.keep_workspaces:
             workspace.remove(spec.workspace)
-        files = git.changed_paths(self.repo, start, commit) if commit != start else []
-        tres.files_changed = files
+        tres.files_changed = git.changed_paths(self.repo, start, commit) if commit != start else []
+        self._judge(task_id, ex, spec)
+
+    def _judge(self, task_id: str, ex: Execution, spec: SandboxSpec) -> None:
+        """The task's status from how it ended and what it changed."""
+        tres = self.result.task(task_id)
+        kept = f"; its work is kept at {tres.ref}" if tres.ref else ""
         if self.interrupted:
-            self._set(task_id, TaskStatus.FAILED, "interrupted (Ctrl-C); partial work kept")
+            self._set(task_id, TaskStatus.FAILED, f"interrupted (Ctrl-C){kept}")
         elif ex.timed_out:
-            self._set(
-                task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s; partial work kept"
-            )
+            self._set(task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s{kept}")
         elif ex.oom_killed:
-            self._set(
-                task_id,
-                TaskStatus.OOM,
-                f"killed by the memory limit ({spec.policy.memory} bytes); partial work kept",
-            )
+            limit = f"{spec.policy.memory / 1024**2:g} MiB"
+            self._set(task_id, TaskStatus.OOM, f"killed by the memory limit ({limit}){kept}")
         elif ex.exit_code != 0:
-            self._set(task_id, TaskStatus.FAILED, f"exit code {ex.exit_code}; see {ex.log_path}")
-        elif not files:
+            self._set(task_id, TaskStatus.FAILED, f"exit code {ex.exit_code}{kept}")
+        elif not tres.files_changed:
             self._set(task_id, TaskStatus.NO_CHANGES, None)
-        elif violations := check_changes(self.prepared.scopes[task_id], files, self.plan.shared):
-            tres.violations = violations.paths()
+        elif v := check_changes(
+            self.prepared.scopes[task_id], tres.files_changed, self.plan.shared
+        ):
+            tres.violations = v.paths()
             self._set(
                 task_id,
                 TaskStatus.SCOPE_VIOLATION,
-                "changed paths it may not: " + ", ".join(violations.paths()[:10]),
+                f"changed paths it may not: {', '.join(v.paths()[:10])}{kept}",
             )
         else:
-            self.commits[task_id] = commit
-            log.info("task ready", task=task_id, files=len(files))
+            assert tres.commit is not None
+            self.commits[task_id] = tres.commit
+            log.info("task ready", task=task_id, files=len(tres.files_changed))
 
     def _bring_home(self, task_id: str, start: str, head: str, bundle: Path | None) -> str:
         """Verify and fetch the task's bundle into refs/runner/<run>/<task>; its commit."""

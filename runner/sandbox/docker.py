@@ -109,7 +109,7 @@ class DockerBackend(SandboxBackend):
             pump.join(timeout=30)
             _call(container.reload)
             oom = bool(container.attrs["State"].get("OOMKilled"))
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"sandbox {container.name} failed: {exc}") from None
         cpu, mem, source = _metrics_from_log(log_path)
         if source is None and stats is not None:
