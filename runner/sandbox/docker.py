@@ -93,8 +93,11 @@ class DockerBackend(SandboxBackend):
         timed_out, stats = False, None
         try:
             _call(container.start)
+            metrics: list[bytes] = []
             pump = threading.Thread(
-                target=_pump_logs, args=(container, log_path, spec.policy.max_log), daemon=True
+                target=_pump_logs,
+                args=(container, log_path, spec.policy.max_log, metrics),
+                daemon=True,
             )
             pump.start()
             try:
@@ -111,7 +114,7 @@ class DockerBackend(SandboxBackend):
             oom = bool(container.attrs["State"].get("OOMKilled"))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"sandbox {container.name} failed: {exc}") from None
-        cpu, mem, source = _metrics_from_log(log_path)
+        cpu, mem, source = _parse_metrics(metrics[-1] if metrics else b"")
         if source is None and stats is not None:
             cpu, mem, source = stats
         return Execution(code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source)
@@ -248,13 +251,17 @@ class DockerBackend(SandboxBackend):
         return len(found)
 
 
-def _pump_logs(container: Container, path: Path, cap: int) -> None:
+def _pump_logs(container: Container, path: Path, cap: int, metrics: list[bytes]) -> None:
     """Stream the task's output to its log as it comes, up to cap bytes, then keep only the
-    last 4 KiB (the wrapper's metrics line comes last)."""
+    last 4 KiB. The wrapper's metrics line is appended to `metrics` wherever it falls: the
+    daemon copies stdout and stderr separately, so it need not come last."""
     kept, dropped, tail = 0, 0, b""
+    mark = METRICS_MARK.encode()
     with path.open("wb") as fh:
         try:
             for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                if mark in chunk:
+                    metrics += [ln for ln in chunk.splitlines() if ln.startswith(mark)]
                 head, chunk = chunk[: max(0, cap - kept)], chunk[max(0, cap - kept) :]
                 if head:
                     fh.write(head)
@@ -286,17 +293,11 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _metrics_from_log(path: Path) -> tuple[float | None, int | None, str | None]:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(max(0, path.stat().st_size - 4096))
-            tail = fh.read().decode("utf-8", "replace")
-    except OSError:
+def _parse_metrics(line: bytes) -> tuple[float | None, int | None, str | None]:
+    text = line.decode("utf-8", "replace")
+    if not text.startswith(METRICS_MARK):
         return None, None, None
-    lines = [ln for ln in tail.splitlines() if ln.startswith(METRICS_MARK)]
-    if not lines:
-        return None, None, None
-    fields = dict(kv.split("=", 1) for kv in lines[-1][len(METRICS_MARK) :].split() if "=" in kv)
+    fields = dict(kv.split("=", 1) for kv in text[len(METRICS_MARK) :].split() if "=" in kv)
     cpu = int(fields["cpu_ns"]) / 1e9 if fields.get("cpu_ns", "").isdigit() else None
     mem = int(fields["mem_bytes"]) if fields.get("mem_bytes", "").isdigit() else None
     return (round(cpu, 3) if cpu is not None else None), mem, "cgroup"
