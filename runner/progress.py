@@ -18,6 +18,7 @@ class LiveProgress:
     def __init__(self, console: Console) -> None:
         self._live = Live(console=console, refresh_per_second=4, transient=True)
         self._started: dict[str, float] = {}
+        self.table = Table()
 
     def __enter__(self) -> LiveProgress:
         self._live.__enter__()
@@ -43,4 +44,5 @@ class LiveProgress:
                 state = f"[{'green' if t.status.ok else 'red'}]{t.status.value}[/]"
                 spent = f"{t.duration_s:.1f}s" if t.duration_s is not None else ""
             table.add_row(str(t.wave), t.id, state, spent)
+        self.table = table
         self._live.update(table)
