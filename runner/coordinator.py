@@ -173,25 +173,49 @@ class Coordinator:
             wres.merged_commit = head
             return head, stopped
 
-        green = self._verify(index, merge.head, wres)
-        if green:
-            git.update_ref(self.repo, self.integration_ref, merge.head, head)
-            for task_id in merge.merged:
+        new_head, merged = merge.head, merge.merged
+        red: dict[str, str] = {}  # task -> ref keeping the red merge
+        if not self._verify(index, new_head, wres):
+            kept = f"refs/runner/{self.run_id}/verify-failed/wave-{index}"
+            git.update_ref(self.repo, kept, new_head)
+            red = dict.fromkeys(merged, kept)
+            new_head, merged = head, []
+            if self.plan.on_conflict == "skip" and len(red) > 1:
+                # Skip only the tasks that turn verify red, not their whole wave.
+                new_head, merged, red = self._isolate(index, head, list(red), wres)
+        for task_id, kept in red.items():
+            reason = f"verify red with its work merged (wave {index}); the merge is kept at {kept}"
+            self._set(task_id, TaskStatus.VERIFY_FAILED, reason)
+        if merged:
+            git.update_ref(self.repo, self.integration_ref, new_head, head)
+            for task_id in merged:
                 self._set(task_id, TaskStatus.MERGED, None)
-            wres.merged_commit = merge.head
-            return merge.head, stopped
-        kept = f"refs/runner/{self.run_id}/verify-failed/wave-{index}"
-        git.update_ref(self.repo, kept, merge.head)
-        for task_id in merge.merged:
-            self._set(
-                task_id,
-                TaskStatus.VERIFY_FAILED,
-                f"verify red after merging wave {index}; merge kept at {kept}",
-            )
-        wres.merged_commit = head
-        if self.plan.on_conflict == "stop":
+        wres.merged_commit = new_head
+        if red and self.plan.on_conflict == "stop":
             stopped = f"verify red after wave {index}"
-        return head, stopped
+        return new_head, stopped
+
+    def _isolate(
+        self, index: int, head: str, task_ids: list[str], wres: WaveResult
+    ) -> tuple[str, list[str], dict[str, str]]:
+        """After a red verify: merge and verify the tasks one at a time, keeping the green ones."""
+        log.info("verify red: checking the wave's tasks one by one", wave=index, tasks=task_ids)
+        merged: list[str] = []
+        red: dict[str, str] = {}
+        for task_id in task_ids:
+            one = merge_wave(self.repo, head, [(task_id, self.commits[task_id])], self.run_id, True)
+            if not one.merged:  # conflicts once a red task before it is left out
+                self.result.task(task_id).conflicts = one.conflicts[task_id]
+                self._set(task_id, TaskStatus.CONFLICT, "merge conflict after isolating verify")
+            elif self._verify(index, one.head, wres, alone=task_id):
+                head = one.head
+                merged.append(task_id)
+            else:
+                red[task_id] = f"refs/runner/{self.run_id}/verify-failed/{task_id}"
+                git.update_ref(self.repo, red[task_id], one.head)
+        wres.isolated = task_ids
+        wres.verify = "green" if merged else "red"
+        return head, merged, red
 
     def _run_tasks(self, task_ids: list[str], start: str) -> None:
         pool = ThreadPoolExecutor(max_workers=self.plan.concurrency)
@@ -343,11 +367,11 @@ class Coordinator:
         return commit
 
     # -- verify --------------------------------------------------------------------------------
-    def _verify(self, index: int, commit: str, wres: WaveResult) -> bool:
+    def _verify(self, index: int, commit: str, wres: WaveResult, alone: str = "") -> bool:
         if self.plan.verify is None:
             wres.verify = "skipped"
             return True
-        name = f"verify-wave-{index}"
+        name = f"verify-wave-{index}" + (f"-{alone}" if alone else "")
         spec = self._spec(name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout)
         policy = self.prepared.policies[""]
         workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
@@ -359,5 +383,5 @@ class Coordinator:
                 workspace.remove(spec.state / scratch)
         green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
         wres.verify, wres.verify_log = ("green" if green else "red"), str(ex.log_path)
-        log.info("verify", wave=index, result=wres.verify)
+        log.info("verify", wave=index, task=alone or None, result=wres.verify)
         return green

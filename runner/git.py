@@ -146,14 +146,6 @@ def update_ref(repo: Path, ref: str, new: str, old: str | None = None) -> None:
     git(repo, "update-ref", ref, new, *([old] if old else []))
 
 
-def delete_ref(repo: Path, ref: str) -> None:
-    git(repo, "update-ref", "-d", ref, check=False)
-
-
-def refs_under(repo: Path, prefix: str) -> list[str]:
-    return out(repo, "for-each-ref", "--format=%(refname)", prefix).splitlines()
-
-
 @dataclass(frozen=True)
 class MergeOutcome:
     tree: str | None

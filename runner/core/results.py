@@ -90,6 +90,8 @@ class WaveResult(_Doc):
     verify: str | None = None
     """green, red, skipped (no verify command) or None (not reached)."""
     verify_log: str | None = None
+    isolated: list[str] = []
+    """Tasks verified one at a time after the wave's verify went red (on_conflict: skip)."""
 
 
 class IsolationCheck(_Doc):

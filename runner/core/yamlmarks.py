@@ -7,7 +7,6 @@ and a map from each value's path (("tasks", 2, "scope")) to its 1-based line.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -111,7 +110,3 @@ def line_for(lines: dict[Loc, int], loc: Sequence[str | int]) -> int | None:
         if not parts:
             return None
         parts = parts[:-1]
-
-
-def read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8")

@@ -270,3 +270,44 @@ def test_a_dirty_checkout_is_left_exactly_as_it_was(run_plan: RunPlan) -> None:
     assert run.result["isolation"]["unchanged"] is True
     assert run.show(run.result["integration_commit"], "README.md") == "task edit"
     assert git(run.repo, "status", "--porcelain") == "M README.md\n?? untracked.txt"
+
+
+def test_red_verify_with_skip_goes_on_with_independent_work(run_plan: RunPlan) -> None:
+    run = run_plan(
+        """
+        on_conflict: skip
+        verify: test ! -e broken.txt
+        tasks:
+          - id: breaker
+            scope: ["broken.txt"]
+            run: echo bad > broken.txt
+          - id: needs-breaker
+            depends_on: [breaker]
+            scope: ["x.txt"]
+            run: echo x > x.txt
+          - id: base-work
+            scope: ["base.txt"]
+            run: echo base > base.txt
+          - id: later
+            depends_on: [base-work]
+            scope: ["later.txt"]
+            run: echo later > later.txt
+        on_overlap: allow
+        """,
+        FILES,
+    )
+    assert run.code == 1
+    statuses = {t["id"]: t["status"] for t in run.result["tasks"]}
+    # The wave went red; verified one by one, only breaker's work is red: the rest goes on.
+    assert statuses == {
+        "breaker": "verify_failed",
+        "base-work": "merged",
+        "needs-breaker": "skipped",
+        "later": "merged",
+    }
+    assert run.result["waves"][0]["isolated"] == ["breaker", "base-work"]
+    assert [w["verify"] for w in run.result["waves"]] == ["green", "green"]
+    head = run.result["integration_commit"]
+    assert run.show(head, "later.txt") == "later"
+    kept = run.task("breaker")["reason"].rsplit(" ", 1)[-1]
+    assert run.show(kept, "broken.txt") == "bad"  # the red merge is kept, not lost
