@@ -138,9 +138,10 @@ def run_demo(where: Path | None, settings: object) -> int:
     from runner import git
     from runner import log as runner_log
     from runner.cli import execute
+    from runner.coordinator import repo_key
     from runner.images import build_images
     from runner.report import print_summary
-    from runner.sandbox.docker import connect
+    from runner.sandbox.docker import DockerBackend, connect
     from runner.settings import Settings
 
     assert isinstance(settings, Settings)
@@ -157,6 +158,9 @@ def run_demo(where: Path | None, settings: object) -> int:
     repo, plan = make_sample(root)
     console.print(f"demo: sample repo {repo}, plan {plan}")
     result = execute(plan, repo, settings, live=live)
+    # Each demo makes a new repo: its caches would never be warm again, so they go now.
+    client = connect(settings.docker_timeout)
+    DockerBackend(client, settings.collector_image).remove_caches(repo_key(repo))
     print_summary(result, console)
     head = result.integration_commit or result.base_commit
     present = set(git.tree_paths(repo, head))

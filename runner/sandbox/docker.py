@@ -243,8 +243,10 @@ class DockerBackend(SandboxBackend):
                 _call(n.remove)
         return len(found)
 
-    def remove_caches(self) -> int:
-        found = self.client.volumes.list(filters={"label": L.CACHE})
+    def remove_caches(self, repo_key: str | None = None) -> int:
+        """Remove cache volumes: of one repo (by its key), or all of them."""
+        label = f"{L.CACHE}={repo_key}" if repo_key else L.CACHE
+        found = self.client.volumes.list(filters={"label": label})
         for v in found:
             with contextlib.suppress(docker.errors.NotFound):
                 v.remove(force=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import docker
 
-from tests.integration.conftest import git, leftovers, remove_caches, runner_cli
+from runner.coordinator import repo_key
+from tests.integration.conftest import git, leftovers, runner_cli
 
 
 def test_demo_merges_everything_and_leaves_the_checkout_alone(
@@ -26,4 +27,4 @@ def test_demo_merges_everything_and_leaves_the_checkout_alone(
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert leftovers(docker_client, result["run_id"]) == []
-    remove_caches(docker_client, repo)
+    assert docker_client.volumes.list(filters={"label": f"runner.cache={repo_key(repo)}"}) == []
