@@ -59,6 +59,8 @@ class Coordinator:
     def __post_init__(self) -> None:
         p = self.prepared
         self.repo = p.repo
+        self.objects = git.common_dir(self.repo) / "objects"
+        self.repo_key = repo_key(self.repo)
         self.plan = p.doc.plan
         self.run_dir = self.state_dir / "runs" / self.run_id
         self.integration_ref = f"refs/heads/runner/{self.run_id}/integration"
@@ -256,7 +258,7 @@ class Coordinator:
         policy = self.prepared.policies[task_id if role == "task" else ""]
         image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
         state = self.run_dir / ("tasks" if role == "task" else "verify") / task_id
-        key = repo_key(self.repo)
+        key = self.repo_key
         return SandboxSpec(
             run_id=self.run_id,
             task_id=task_id,
@@ -266,7 +268,7 @@ class Coordinator:
             script=script,
             timeout=timeout,
             workspace=state / "work",
-            objects=git.common_dir(self.repo) / "objects",
+            objects=self.objects,
             state=state,
             start_commit=start,
             shared=self.shared,

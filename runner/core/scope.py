@@ -175,11 +175,14 @@ def find_overlap(
     """
     files = tuple(p for p in base_paths if a.allows(p) and b.allows(p))
     pats: list[tuple[str, str]] = []
-    for pa in a.include if a.include is not None else ("**",):
-        for pb in b.include if b.include is not None else ("**",):
+    # One compiled spec per pattern: this runs over every file at base.
+    one_a = {p: Scope.of([p]) for p in (a.include if a.include is not None else ("**",))}
+    one_b = {p: Scope.of([p]) for p in (b.include if b.include is not None else ("**",))}
+    for pa, sa in one_a.items():
+        for pb, sb in one_b.items():
             # A common path that one side denies is not a real overlap.
-            if any(a.allows(p) and b.allows(p) for p in _witnesses(pa, pb)) or (
-                files and any(Scope.of([pa]).covers(f) and Scope.of([pb]).covers(f) for f in files)
+            if any(a.allows(p) and b.allows(p) for p in _witnesses(pa, pb)) or any(
+                sa.covers(f) and sb.covers(f) for f in files
             ):
                 pats.append((pa, pb))
     if not files and not pats:

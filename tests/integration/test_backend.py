@@ -98,7 +98,11 @@ def test_oversized_bundle_is_refused(backend: SandboxBackend, spec: SandboxSpec)
         backend.collect(small)
 
 
-def test_destroy_is_idempotent(backend: SandboxBackend, spec: SandboxSpec) -> None:
+def test_destroy_removes_the_sandbox_and_is_idempotent(
+    backend: SandboxBackend, spec: SandboxSpec, docker_client: docker.DockerClient
+) -> None:
     backend.execute(spec)
+    assert leftovers(docker_client, spec.run_id) != []  # kept until destroyed (for collection)
     backend.destroy(spec)
+    assert leftovers(docker_client, spec.run_id) == []
     backend.destroy(spec)
