@@ -283,7 +283,7 @@ class Bench:
             state=state,
             start_commit=self.base,
             cache_volume=self.cache_volume if cache else None,
-            cache_labels=L.cache_labels(f"bench-{self.run_id}", "bench") if cache else {},
+            cache_labels=L.cache_labels(f"bench-{self.run_id}", "task", "bench") if cache else {},
         )
         s = self.samples if record else None
         self.probe = (s, variant)

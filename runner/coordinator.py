@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from runner import git, workspace
+from runner import git, names, workspace
 from runner.core.results import (
     IsolationCheck,
     RunResult,
@@ -62,8 +62,8 @@ class Coordinator:
         self.objects = git.common_dir(self.repo) / "objects"
         self.repo_key = repo_key(self.repo)
         self.plan = p.doc.plan
-        self.run_dir = self.state_dir / "runs" / self.run_id
-        self.integration_ref = f"refs/heads/runner/{self.run_id}/integration"
+        self.run_dir = names.run_dir(self.state_dir, self.run_id)
+        self.integration_ref = names.integration_ref(self.run_id)
         self.shared: Path | None = None
         self.network: str | None = None
         self.commits: dict[str, str] = {}  # task -> commit ready to merge
@@ -112,6 +112,10 @@ class Coordinator:
             raise
         except RunnerError as exc:
             self.result.status, self.result.error = RunStatus.ERROR, str(exc)
+        except Exception as exc:
+            # Never leave a result that claims more than happened.
+            self.result.status, self.result.error = RunStatus.ERROR, f"internal error: {exc!r}"
+            raise
         finally:
             self._finish(before, started)
         return self.result
@@ -178,7 +182,7 @@ class Coordinator:
         new_head, merged = merge.head, merge.merged
         red: dict[str, str] = {}  # task -> ref keeping the red merge
         if not self._verify(index, new_head, wres):
-            kept = f"refs/runner/{self.run_id}/verify-failed/wave-{index}"
+            kept = names.verify_failed_ref(self.run_id, wave=index)
             git.update_ref(self.repo, kept, new_head)
             red = dict.fromkeys(merged, kept)
             new_head, merged = head, []
@@ -213,7 +217,7 @@ class Coordinator:
                 head = one.head
                 merged.append(task_id)
             else:
-                red[task_id] = f"refs/runner/{self.run_id}/verify-failed/{task_id}"
+                red[task_id] = names.verify_failed_ref(self.run_id, task=task_id)
                 git.update_ref(self.repo, red[task_id], one.head)
         wres.isolated = task_ids
         wres.verify = "green" if merged else "red"
@@ -257,8 +261,7 @@ class Coordinator:
     ) -> SandboxSpec:
         policy = self.prepared.policies[task_id if role == "task" else ""]
         image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
-        state = self.run_dir / ("tasks" if role == "task" else "verify") / task_id
-        key = self.repo_key
+        state = names.sandbox_dir(self.run_dir, role, task_id)
         return SandboxSpec(
             run_id=self.run_id,
             task_id=task_id,
@@ -273,8 +276,8 @@ class Coordinator:
             start_commit=start,
             shared=self.shared,
             # Verify of every wave shares one cache: a rerun of any wave is warm.
-            cache_volume=f"runner-cache-{key}-{task_id if role == 'task' else 'verify'}",
-            cache_labels=labels.cache_labels(key, task_id if role == "task" else "verify"),
+            cache_volume=names.cache_volume(self.repo_key, role, task_id),
+            cache_labels=labels.cache_labels(self.repo_key, role, task_id),
             env=self.prepared.env.get(task_id, {}) if role == "task" else {},
             network=self.network,
         )
@@ -354,12 +357,12 @@ class Coordinator:
             log.info("task ready", task=task_id, files=len(tres.files_changed))
 
     def _bring_home(self, task_id: str, start: str, head: str, bundle: Path | None) -> str:
-        """Verify and fetch the task's bundle into refs/runner/<run>/<task>; its commit."""
+        """Verify and fetch the task's bundle into its ref; its commit."""
         tres = self.result.task(task_id)
-        ref = f"refs/runner/{self.run_id}/{task_id}"
+        ref = names.task_ref(self.run_id, task_id)
         if bundle is not None:
             git.bundle_verify(self.repo, bundle)
-            commit = git.fetch_bundle(self.repo, bundle, "refs/runner-result", ref)
+            commit = git.fetch_bundle(self.repo, bundle, names.RESULT_REF, ref)
         elif head != start and git.has_object(self.repo, head):
             commit = head  # moved back onto history the host already has
             git.update_ref(self.repo, ref, commit)

@@ -36,7 +36,7 @@ class Task(_Model):
     """One unit of work, run in its own sandbox on its own clone."""
 
     id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
-    """Unique name; used in refs (refs/runner/<run>/<id>), logs and labels."""
+    """Unique name; used in refs (refs/runner/<run>/task/<id>), logs and labels."""
     run: str = Field(min_length=1)
     """Shell script run at the repo root in the sandbox with `sh -e`."""
     scope: list[str] | None = None

@@ -24,6 +24,11 @@ class TaskStatus(StrEnum):
     """Its work conflicts with work merged before it; kept, not merged."""
     VERIFY_FAILED = "verify_failed"
     """Merged, but verify went red on its wave; the integration branch stays at the last green."""
+    DISK_LIMIT = "disk_limit"
+    """Stopped for writing more than the policy's `disk`; partial work kept."""
+    REJECTED = "rejected"
+    """What it handed back was refused (bundle, history, paths, nested repo): see reason;
+    whatever could be kept is under its ref or in its kept workspace."""
     NO_CHANGES = "no_changes"
     """Succeeded without changing anything."""
     SKIPPED = "skipped"
@@ -35,6 +40,8 @@ class TaskStatus(StrEnum):
 
 
 class RunStatus(StrEnum):
+    RUNNING = "running"
+    """Not finished (a result read while the run goes on, or of a run that died)."""
     SUCCESS = "success"
     """Every task merged (or had no changes), verify green."""
     PARTIAL = "partial"
@@ -54,6 +61,15 @@ class Conflict(_Doc):
     files: list[str]
 
 
+class Denial(_Doc):
+    """A connection the egress proxy refused to a task."""
+
+    time: str
+    """ISO 8601, UTC."""
+    host: str
+    port: int | None = None
+
+
 class TaskResult(_Doc):
     id: str
     wave: int = Field(ge=1)
@@ -66,7 +82,7 @@ class TaskResult(_Doc):
     start_commit: str | None = None
     """The commit its clone started from (base, or the integration head of its wave)."""
     ref: str | None = None
-    """refs/runner/<run>/<task>, where its work is kept (merged or not)."""
+    """refs/runner/<run>/task/<task>, where its work is kept (merged or not)."""
     commit: str | None = None
     files_changed: list[str] = []
     violations: list[str] = []
@@ -78,6 +94,10 @@ class TaskResult(_Doc):
     peak_memory_bytes: int | None = None
     metrics_source: str | None = None
     """cgroup (read inside before exit), docker_stats (sampled before a kill) or None."""
+    denials: list[Denial] = []
+    """Connections its egress proxy refused (network: allowlist)."""
+    notes: list[str] = []
+    """What the runner left out of its work and why (e.g. a refused RUNNER_OUT)."""
 
 
 class WaveResult(_Doc):
@@ -109,8 +129,10 @@ class RunResult(_Doc):
     plan: str
     base: str
     base_commit: str
-    status: RunStatus = RunStatus.SUCCESS
+    status: RunStatus = RunStatus.RUNNING
     error: str | None = None
+    warnings: list[str] = []
+    """Loud notes on the run: policies that weaken the sandbox or open the network."""
     integration_ref: str
     integration_commit: str | None = None
     started_at: str
@@ -129,7 +151,7 @@ class RunResult(_Doc):
         """0 all merged and checkout unchanged; 1 work not merged; 3 internal error; 130."""
         if self.status is RunStatus.INTERRUPTED:
             return 130
-        if self.status is RunStatus.ERROR:
+        if self.status in (RunStatus.ERROR, RunStatus.RUNNING):
             return 3
         if self.isolation is not None and not self.isolation.unchanged:
             return 1

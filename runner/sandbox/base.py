@@ -39,7 +39,9 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     """Host variables passed through by name (values never logged)."""
     network: str | None = None
-    """Network name when the policy is `open`."""
+    """Network to join when the policy is `open` or `allowlist` (else: none at all)."""
+    proxy: str | None = None
+    """Egress proxy URL (http://ADDRESS:PORT) of an `allowlist` sandbox."""
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ def labels_for(run_id: str, task_id: str, role: str) -> dict[str, str]:
     }
 
 
-def cache_labels(repo_key: str, task_id: str) -> dict[str, str]:
-    return {CACHE: repo_key, TASK: task_id}
+def cache_labels(repo_key: str, role: str, task_id: str) -> dict[str, str]:
+    return {CACHE: repo_key, ROLE: role, TASK: task_id if role == "task" else ""}
 
 
 def owner_alive(labels: dict[str, str]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner import names
 from runner.sandbox.base import SandboxSpec
 from runner.sandbox.labels import labels_for
 
@@ -48,6 +49,10 @@ def environment(spec: SandboxSpec) -> dict[str, str]:
     }
     if spec.cache_volume and spec.role != "collect":  # as mounted in container_options
         env |= CACHE_ENV
+    if spec.proxy and spec.role != "collect":
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env[name] = spec.proxy
+        env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1,::1"
     return env | spec.env
 
 
@@ -85,10 +90,15 @@ def container_options(spec: SandboxSpec) -> dict[str, Any]:
         "nano_cpus": int(p.cpus * 1e9),
         "pids_limit": p.pids,
         "init": True,  # a real PID 1 reaps zombies and forwards the kill on timeout
+        # The daemon's copy of the output is bounded too (the runner keeps max_log of it).
+        "log_config": {
+            "type": "json-file",
+            "config": {"max-size": str(max(p.max_log // 2, 1024**2)), "max-file": "2"},
+        },
         "detach": True,
     }
     # The collector never needs a network, whatever the policy says.
-    if p.network == "open" and spec.network and spec.role != "collect":
+    if p.network != "none" and spec.network and spec.role != "collect":
         opts["network"] = spec.network
     else:
         opts["network_mode"] = "none"
@@ -98,4 +108,4 @@ def container_options(spec: SandboxSpec) -> dict[str, Any]:
 
 
 def container_name(spec: SandboxSpec) -> str:
-    return f"runner-{spec.run_id}-{spec.task_id}-{spec.role}"
+    return names.container_name(spec.run_id, spec.role, spec.task_id)

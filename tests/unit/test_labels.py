@@ -22,8 +22,8 @@ def test_labels_for_a_container() -> None:
 
 def test_cache_labels_carry_no_run() -> None:
     # Caches belong to repo and task: a run's cleanup (by runner.run) must not find them.
-    got = labels.cache_labels("repokey", "db")
-    assert got == {"runner.cache": "repokey", "runner.task": "db"}
+    got = labels.cache_labels("repokey", "task", "db")
+    assert got == {"runner.cache": "repokey", "runner.role": "task", "runner.task": "db"}
     assert labels.RUN not in got
 
 

@@ -60,7 +60,8 @@ def test_hardening_from_the_default_policy(spec: SandboxSpec) -> None:
 def test_limits_follow_the_policy(spec: SandboxSpec) -> None:
     policy = Policy.model_validate(
         {"user": "2000:3000", "cpus": 1.5, "memory": "512m", "pids": 64, "tmp_size": "1m",
-         "tmp_options": "nosuid", "runtime": "runsc", "no_new_privileges": False}
+         "tmp_options": "nosuid", "runtime": "runsc", "no_new_privileges": False,
+         "unsafe": True}
     )  # fmt: skip
     opts = container_options(replace(spec, policy=policy))
     assert opts["user"] == "2000:3000"
@@ -75,7 +76,7 @@ def test_limits_follow_the_policy(spec: SandboxSpec) -> None:
 def test_identity_command_and_workdir(spec: SandboxSpec) -> None:
     opts = container_options(spec)
     assert opts["image"] == "runner/sandbox:1"
-    assert opts["name"] == container_name(spec) == "runner-r1-db-task"
+    assert opts["name"] == container_name(spec) == "runner-r1-task-db"
     assert opts["command"] == ["/bin/sh", "/runner/wrap.sh"]
     assert opts["working_dir"] == "/work"
     assert opts["labels"] == {

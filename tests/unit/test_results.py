@@ -73,7 +73,8 @@ def test_exit_code_when_the_checkout_changed(status: RunStatus, code: int) -> No
 def test_defaults() -> None:
     r = result()
     assert r.schema_version == SCHEMA_VERSION == 1
-    assert r.status is RunStatus.SUCCESS
+    assert r.status is RunStatus.RUNNING  # until the run says how it ended
+    assert r.exit_code == 3
     assert (r.waves, r.tasks, r.isolation, r.error) == ([], [], None, None)
     t = TaskResult(id="a", wave=1)
     assert t.status is TaskStatus.SKIPPED
@@ -134,9 +135,9 @@ def test_status_values_are_stable_strings() -> None:
     # Consumers of the JSON match on these; renaming one is a schema change.
     assert [s.value for s in TaskStatus] == [
         "merged", "failed", "timeout", "oom", "scope_violation", "conflict", "verify_failed",
-        "no_changes", "skipped",
+        "disk_limit", "rejected", "no_changes", "skipped",
     ]  # fmt: skip
-    assert [s.value for s in RunStatus] == ["success", "partial", "error", "interrupted"]
+    assert [s.value for s in RunStatus] == ["running", "success", "partial", "error", "interrupted"]
 
 
 def test_unknown_fields_are_refused() -> None:

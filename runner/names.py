@@ -1,0 +1,52 @@
+"""Names of everything a run makes, in git, on disk and in Docker: one spelling each.
+
+Each kind of thing lives in its own namespace (`task/`, `verify-failed/wave-N`, a role in
+container names, a kind in cache volume names), so no task id can collide with a name the
+runner uses for itself: a task called `verify` or `wave-1` is just a task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULT_REF = "refs/runner-result"
+"""The one ref a collector writes into a task's bundle."""
+
+
+def integration_ref(run_id: str) -> str:
+    return f"refs/heads/runner/{run_id}/integration"
+
+
+def run_refs(run_id: str) -> str:
+    """Prefix of every ref of a run except its integration branch."""
+    return f"refs/runner/{run_id}/"
+
+
+def task_ref(run_id: str, task_id: str) -> str:
+    """Where a task's work is kept, merged or not."""
+    return f"refs/runner/{run_id}/task/{task_id}"
+
+
+def verify_failed_ref(run_id: str, *, wave: int | None = None, task: str | None = None) -> str:
+    """Where a red merge is kept: of a whole wave, or of one task verified alone."""
+    what = f"wave-{wave}" if task is None else f"task/{task}"
+    return f"refs/runner/{run_id}/verify-failed/{what}"
+
+
+def run_dir(state_root: Path, run_id: str) -> Path:
+    return state_root / "runs" / run_id
+
+
+def sandbox_dir(run_dir: Path, role: str, name: str) -> Path:
+    """A sandbox's host state (scripts, log, copied-out files): tasks/<id> or verify/<name>."""
+    return run_dir / ("tasks" if role in ("task", "collect") else "verify") / name
+
+
+def container_name(run_id: str, role: str, name: str) -> str:
+    return f"runner-{run_id}-{role}-{name}"
+
+
+def cache_volume(repo_key: str, role: str, task_id: str = "") -> str:
+    """A task's cache (per repo and task) or verify's (one per repo); never the same name."""
+    kind = f"task-{task_id}" if role == "task" else "verify"
+    return f"runner-cache-{repo_key}-{kind}"
