@@ -20,7 +20,7 @@ from rich.markup import escape
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
-from runner.errors import InputError, RunnerError
+from runner.errors import InputError, RunnerError, Terminated
 from runner.settings import Settings
 
 app = typer.Typer(
@@ -34,10 +34,6 @@ images_app = typer.Typer(help="The runner's own images (built here; nothing is p
 app.add_typer(images_app, name="images")
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (cleanup runs) but exits 143."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
