@@ -95,6 +95,8 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
         out.print(f"serialized: {task_id} waits for {after} (overlapping scopes)")
     for overlap in d.overlaps:
         out.print(f"[yellow]overlap (allowed):[/] {overlap.describe()}")
+    for said in prepared.warnings():
+        out.print(f"[bold red]warning:[/] {escape(said)}", soft_wrap=True)
 
 
 @app.command("run")

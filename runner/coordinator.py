@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from runner import git, names, workspace
-from runner.core.judge import Ending, Limits, judge
+from runner.core.judge import Ending, Limits, judge, printable
 from runner.core.results import (
     IsolationCheck,
     RunResult,
@@ -93,6 +93,9 @@ class Coordinator:
         write_owner(self.run_dir)
         git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
         log.info("run started", run=self.run_id, waves=self.prepared.dispatch.waves)
+        self.result.warnings = self.prepared.warnings()
+        for said in self.result.warnings:
+            log.warning(said)
         if git.is_dirty(self.repo):
             log.warning(
                 "your checkout has uncommitted changes: tasks start from the plan's base "
@@ -132,7 +135,6 @@ class Coordinator:
                 self.repo, p.base_commit, self.plan.shared, self.run_dir / "shared"
             )
         if any(pol.network == "open" for pol in p.policies.values()):
-            log.warning("a policy opens the network: sandboxes can reach anything the host can")
             self.network = self.backend.create_network(self.run_id)
 
     def _finish(self, before: dict[str, str], started: float) -> None:
@@ -255,7 +257,7 @@ class Coordinator:
 
     def _set(self, task_id: str, status: TaskStatus, reason: str | None) -> None:
         tres = self.result.task(task_id)
-        tres.status, tres.reason = status, reason
+        tres.status, tres.reason = status, printable(reason) if reason else None
         log.info("task", task=task_id, status=status.value, reason=reason)
         self._notify()
 

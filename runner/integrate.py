@@ -21,9 +21,7 @@ class WaveMerge:
     """The task whose conflict stopped the wave (on_conflict: stop)."""
 
 
-def pairwise(
-    repo: Path, commits: dict[str, str], base: str
-) -> dict[tuple[str, str], list[str]]:
+def pairwise(repo: Path, commits: dict[str, str], base: str) -> dict[tuple[str, str], list[str]]:
     """Conflicting files for every pair of a wave's task commits (merge-tree, no work tree)."""
     ids = list(commits)
     found = {}

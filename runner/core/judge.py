@@ -55,5 +55,11 @@ def judge(e: Ending, limits: Limits) -> tuple[TaskStatus | None, str | None]:
     return None, None
 
 
+def printable(text: str) -> str:
+    """A one-line reason safe for any terminal: a task names the paths it quotes, and a
+    control character in one (an escape sequence) must not reach the user's screen."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
 def _mib(size: int) -> str:
     return f"{size / 1024**2:g} MiB"

@@ -67,3 +67,18 @@ def test_gc_removes_workspaces_of_dead_runs_and_keeps_their_logs(tmp_path: Path)
     assert "removed 1 stale workspace dir(s)" in proc.stdout
     assert not (dead / "work").exists() and (dead / "task.log").exists()
     assert (alive / "work").exists()
+
+
+def test_a_policy_that_weakens_the_sandbox_is_refused_or_said_loudly(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"a.txt": "a\n"})
+    (tmp_path / "plan.yaml").write_text("policy: weak.yaml\ntasks:\n  - {id: t, run: 'true'}\n")
+    (tmp_path / "weak.yaml").write_text("cpus: 1\ncap_drop: []\nread_only_root: false\n")
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout
+    assert "weakens the sandbox: cap_drop does not drop ALL" in proc.stderr
+    assert "read_only_root is off" in proc.stderr and "unsafe: true" in proc.stderr
+    (tmp_path / "weak.yaml").write_text("cap_drop: []\nunsafe: true\n")
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: unsafe policy: cap_drop does not drop ALL capabilities" in proc.stdout
+    assert "(used by: verify, t)" in proc.stdout

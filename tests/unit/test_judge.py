@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.core.judge import Ending, Limits, judge
+from runner.core.judge import Ending, Limits, judge, printable
 from runner.core.results import TaskStatus
 
 LIMITS = Limits(timeout=30, memory=512 * 1024**2, disk=64 * 1024**2)
@@ -41,3 +41,10 @@ def test_judge(ending: Ending, status: TaskStatus | None, reason: str | None) ->
     got_status, got_reason = judge(ending, LIMITS)
     assert got_status is status
     assert (got_reason is None) if reason is None else (reason in (got_reason or ""))
+
+
+def test_reasons_carry_no_control_characters() -> None:
+    assert printable("changed paths it may not: a\x1b]0;owned\x07b\n") == (
+        "changed paths it may not: a\\x1b]0;owned\\x07b\\x0a"
+    )
+    assert printable("ünïcode stays") == "ünïcode stays"
