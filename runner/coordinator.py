@@ -142,9 +142,14 @@ class Coordinator:
         log.debug("cleanup", run=self.run_id, removed=removed)
         self.result.integration_commit = git.resolve(self.repo, self.integration_ref)
         if self.result.status is not RunStatus.SUCCESS:
+            ended = self.result.status.value
             for tres in self.result.tasks:
                 if tres.status is TaskStatus.SKIPPED and tres.reason is None:
-                    tres.reason = f"not reached: the run ended {self.result.status.value}"
+                    tres.reason = (
+                        f"ready, not merged: the run ended {ended}; its work is kept at {tres.ref}"
+                        if tres.id in self.commits
+                        else f"not reached: the run ended {ended}"
+                    )
         after = git.snapshot(self.repo)
         changed = [k for k in before if before[k] != after.get(k)]
         self.result.isolation = IsolationCheck(

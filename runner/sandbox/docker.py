@@ -202,14 +202,22 @@ class DockerBackend(SandboxBackend):
 
     # -- teardown --------------------------------------------------------------------------
     def destroy(self, spec: SandboxSpec) -> None:
-        self._remove_containers([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"])
+        # A verify sandbox and a task may share a name (a task called `wave-1`): the role
+        # tells them apart. A task's sandbox goes with its collector.
+        roles = {"task", "collect"} if spec.role in ("task", "collect") else {str(spec.role)}
+        self._remove_containers([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"], roles)
 
     def kill(self, run_id: str) -> int:
-        running = self.client.containers.list(filters={"label": f"{L.RUN}={run_id}"})
+        running = self._list([f"{L.RUN}={run_id}"], all=False)
         for c in running:
             with contextlib.suppress(docker.errors.APIError):
                 c.kill()
         return len(running)
+
+    def _list(self, labels: list[str], *, all: bool = True) -> list[Container]:
+        # Sparse: no inspect per container, so a container another run removes meanwhile
+        # is not a 404 here (seen with runs started next to each other).
+        return _call(self.client.containers.list, all=all, sparse=True, filters={"label": labels})
 
     def create_network(self, run_id: str) -> str:
         name = f"runner-{run_id}"
@@ -226,9 +234,9 @@ class DockerBackend(SandboxBackend):
             n = self._remove_containers([f"{L.RUN}={run_id}"])
             return n + self._remove_networks([f"{L.RUN}={run_id}"])
         dead = {
-            c.labels[L.RUN]
-            for c in self.client.containers.list(all=True, filters={"label": L.RUN})
-            if not L.owner_alive(c.labels)
+            c.attrs["Labels"][L.RUN]
+            for c in self._list([L.RUN])
+            if not L.owner_alive(c.attrs["Labels"])
         } | {
             n.attrs["Labels"][L.RUN]
             for n in self.client.networks.list(filters={"label": L.RUN})
@@ -236,8 +244,10 @@ class DockerBackend(SandboxBackend):
         }
         return sum(self.cleanup(r) for r in sorted(dead))
 
-    def _remove_containers(self, filters: list[str]) -> int:
-        found = self.client.containers.list(all=True, filters={"label": filters})
+    def _remove_containers(self, filters: list[str], roles: set[str] | None = None) -> int:
+        found = self._list(filters)
+        if roles is not None:
+            found = [c for c in found if c.attrs["Labels"].get(L.ROLE) in roles]
         for c in found:
             try:
                 _call(c.remove, force=True)
@@ -258,10 +268,15 @@ class DockerBackend(SandboxBackend):
         """Remove cache volumes: of one repo (by its key), or all of them."""
         label = f"{L.CACHE}={repo_key}" if repo_key else L.CACHE
         found = self.client.volumes.list(filters={"label": label})
+        removed = 0
         for v in found:
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 v.remove(force=True)
-        return len(found)
+                removed += 1
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: in use by a running sandbox; kept
+                    raise
+        return removed
 
 
 def _drain(pump: LogPump, stream: Any) -> None:
