@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
 from runner.core.results import RunStatus, TaskStatus
 
@@ -167,6 +167,9 @@ def project(events: Iterable[Mapping[str, Any]]) -> RunState:
 def _why(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"field {exc.args[0]!r} missing"
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
     if isinstance(exc, StopIteration):
         return "names a task or wave the run does not have"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
