@@ -37,7 +37,7 @@ def events(*specs: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-A_RUNS = [
+A_RUNS: list[tuple[str, dict[str, Any]]] = [
     ("wave_started", {"wave": 1, "tasks": ["a", "b"], "start": BASE}),
     ("task_queued", {"task": "a", "wave": 1, "start": BASE}),
     ("task_started", {"task": "a", "start": BASE, "workspace": "/ws/a", "container": "x"}),
@@ -135,7 +135,7 @@ def test_the_last_judgement_wins() -> None:
 
 
 def _ended(status: str, **more: Any) -> tuple[str, dict[str, Any]]:
-    fields = {
+    fields: dict[str, Any] = {
         "status": status,
         "error": None,
         "integration_commit": HEAD2,
