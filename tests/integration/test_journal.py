@@ -219,3 +219,35 @@ def test_status_of_no_run_and_of_an_unknown_run_are_clear_errors(tmp_path: Path)
     assert unknown.returncode == 2 and "no run '1999'" in unknown.stderr
     old = status(repo, "20260101-000000-aaaaab")
     assert old.returncode == 2 and "has no journal" in old.stderr
+
+
+def test_an_interrupted_run_journals_the_signal_and_its_end(
+    tmp_path: Path, images: None, docker_client: docker.DockerClient
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(HOLD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_running(repo, "hold")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        remove_caches(docker_client, repo)
+    assert proc.returncode == 143, err
+    result = json.loads(out)
+    read = read_journal(journal_of(repo, result["run_id"]))
+    kinds = [e["event"] for e in read.events]
+    # The signal is journaled before the sandboxes are killed, the end after everything.
+    assert kinds.index("interrupted") < kinds.index("task_ended") and kinds[-1] == "run_ended"
+    state = project(read.events)
+    assert (state.status.value, state.interrupted) == (result["status"], "SIGTERM")
+    for task in result["tasks"]:
+        mine = state.task(task["id"])
+        assert (mine.state, mine.ref, mine.reason) == (task["status"], task["ref"], task["reason"])
+    assert leftovers(docker_client, result["run_id"]) == []
