@@ -194,7 +194,7 @@ def status_cmd(
     run: Annotated[
         str, typer.Argument(help="A run id, a unique prefix of one, or `latest`.")
     ] = "latest",
-    repo: RepoOpt = Path("."),
+    repo: Annotated[Path, typer.Option(help="The git checkout whose run it is.")] = Path("."),
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
     """A run's state from its journal: each task's state and where its work is (also while
