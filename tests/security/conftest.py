@@ -8,13 +8,16 @@ suite stays fast; each test then asserts one attack's outcome on the host side.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -145,3 +148,49 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"gave up waiting: {what}")
+
+
+@pytest.fixture(scope="module")
+def outside_server(images: None) -> Iterator[Server]:  # noqa: F811
+    """An HTTP server of the test's own on a Docker network the test creates: "the outside"."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+
+    with (
+        Network() as net,
+        (
+            DockerContainer("runner/sandbox:1")
+            .with_command("python3 -u -m http.server 8080 --bind 0.0.0.0")
+            .with_network(net)
+            .with_kwargs(user="10001:10001")
+        ) as server,
+    ):
+        wrapped = server.get_wrapped_container()
+        found = Server("", 8080, wrapped)
+
+        def up() -> bool:
+            wrapped.reload()
+            found.addr = wrapped.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+            return bool(found.addr) and found.reachable()
+
+        wait_for(up, "the test's own server to come up")
+        yield found
+
+
+@dataclass
+class Server:
+    addr: str
+    port: int
+    container: Any
+
+    def reachable(self) -> bool:
+        try:
+            socket.create_connection((self.addr, self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
+    def requests_seen(self) -> list[str]:
+        """Request lines the server logged (http.server logs each one to stderr)."""
+        logs = self.container.logs().decode("utf-8", "replace")
+        return [ln for ln in logs.splitlines() if '"GET ' in ln or '"CONNECT ' in ln]
