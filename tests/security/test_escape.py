@@ -30,10 +30,11 @@ tasks:
       try_write /etc/passwd > probe/root-etc.txt
       try_write /evil > probe/root.txt
       # The docker socket, or any socket, anywhere
-      find / \( -path /proc -o -path /sys \) -prune -o -type s -print 2>/dev/null > probe/sockets.txt || true
+      everywhere() { find / \( -path /proc -o -path /sys \) -prune -o "$@" -print 2>/dev/null; }
+      everywhere -type s > probe/sockets.txt || true
       env | grep -i '^docker' > probe/docker-env.txt || true
       # Privilege: setuid binaries, namespaces, mounts, capabilities
-      find / \( -path /proc -o -path /sys \) -prune -o -perm -4000 -type f -print 2>/dev/null > probe/setuid.txt || true
+      everywhere -perm -4000 -type f > probe/setuid.txt || true
       attempt() { if "$@" </dev/null >/dev/null 2>&1; then echo allowed; else echo refused; fi; }
       attempt su -c id root > probe/su.txt
       attempt mount -t tmpfs none /tmp > probe/mount.txt
@@ -41,7 +42,8 @@ tasks:
       attempt unshare -m id > probe/unshare-mount.txt
       attempt unshare -n id > probe/unshare-net.txt
       attempt chroot / id > probe/chroot.txt
-      grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs):' /proc/self/status | awk '{print $1, $2}' > probe/status.txt
+      grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs):' /proc/self/status |
+        awk '{print $1, $2}' > probe/status.txt
       # ptrace: what can be seen and traced is the sandbox's own processes only
       python3 - > probe/processes.txt <<'PY'
       import os

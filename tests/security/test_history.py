@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from tests.security.attacks import attack
-from tests.security.conftest import Attempt, Launch, git
+from tests.security.conftest import Launch, git
 
 FILES = {"README.md": "hello\n", "src/app.txt": "app\n"}
 LONG = "n" * 300  # git takes a 300-byte path component; the host's file system does not
@@ -114,4 +114,3 @@ def check_rejected(hostile: Launch, script: str) -> None:
 
 for _name in CASES:
     _case(_name)
-

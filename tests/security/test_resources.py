@@ -24,7 +24,8 @@ tasks:
       # A watcher started before the bomb (it needs no fork) records the pids cgroup's peak.
       python3 - <<'PY' &
       import glob, time
-      paths = glob.glob("/sys/fs/cgroup/pids*/pids.current") + glob.glob("/sys/fs/cgroup/pids.current")
+      paths = glob.glob("/sys/fs/cgroup/pids*/pids.current")
+      paths += glob.glob("/sys/fs/cgroup/pids.current")
       peak = 0
       while True:
           for p in paths:
@@ -48,7 +49,8 @@ tasks:
     policy: tmp.yaml
     run: |
       mkdir tmp
-      if dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>/dev/null; then echo written; else echo refused; fi > tmp/result.txt
+      if dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>/dev/null
+      then echo written; else echo refused; fi > tmp/result.txt
       du -sk /tmp | cut -f1 > tmp/kib.txt
   - id: diskfill
     scope: ["disk/**"]
