@@ -78,9 +78,7 @@ def test_allowlist_reaches_nothing_unlisted(run: Attempt, outside_server: Server
     assert run.task("honest")["status"] == "merged"
     task = run.task("allowlisted")
     assert task["status"] == "merged", task
-    results = dict(
-        line.split() for line in run.show(task["ref"], "net/results.txt").splitlines()
-    )
+    results = dict(line.split() for line in run.show(task["ref"], "net/results.txt").splitlines())
     assert results == {
         "proxied": "yes",
         "direct": "unreachable",
