@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import git
 from tests.security.attacks import attack
-from tests.security.conftest import Attempt, Launch, git, hash_blob
+from tests.security.conftest import Attempt, Launch, hash_blob
 
 FILES = {"README.md": "hello\n", "src/app.txt": "app\n", "notes/keep.txt": "keep\n"}
+FILES |= {
+    f"steer/{v}.txt": "original\n" for v in ("plain", "extraref", "outside", "prereq", "truncated")
+}
 PLANTED = "PLANTED by a filter: must never reach the host"
 UNREACHABLE = "UNREACHABLE object smuggled in a planted bundle"
 
@@ -59,6 +63,56 @@ def setup(repo: Path) -> dict[str, str]:
     return {"OTHER": other}
 
 
+# Hand-made bundles a steered collector would hand over: $c is a commit of planted.txt on
+# top of the start, $extra an object no ref reaches. Each is written to .git/evil.bundle.
+PACK = (
+    '{ git rev-list --objects "$RUNNER_START..$c" | cut -d" " -f1; echo "$extra"; } '
+    "| git pack-objects -q --stdout"
+)
+HEAD = r"printf '# v2 git bundle\n-%s\n"
+BUNDLES = {
+    "plain": f'{{ {HEAD}%s refs/runner-result\\n\\n\' "$RUNNER_START" "$c"; {PACK}; }}',
+    "extraref": (
+        f"{{ {HEAD}%s refs/runner-result\\n%s refs/heads/main\\n%s refs/tags/planted\\n\\n' "
+        f'"$RUNNER_START" "$c" "$c" "$c"; {PACK}; }}'
+    ),
+    "outside": f'{{ {HEAD}%s refs/heads/main\\n\\n\' "$RUNNER_START" "$c"; {PACK}; }}',
+    "prereq": f'{{ {HEAD}%s refs/runner-result\\n\\n\' "@OTHER@" "$c"; {PACK}; }}',
+    "truncated": (
+        f'{{ {HEAD}%s refs/runner-result\\n\\n\' "$RUNNER_START" "$c"; {PACK}; }} > .git/full; '
+        "head -c $(($(wc -c < .git/full) / 2)) .git/full"
+    ),
+}
+
+
+def steer_task(variant: str) -> str:
+    """A task that leaves steer/<variant>.txt changed, uncommitted, with a clean filter that
+    hides the change: a collector running it would find nothing to commit, and the planted
+    bundle would be what comes home."""
+    arm = "\n".join("      " + line.strip() for line in ARM.strip().splitlines())
+    return f"""  - id: steer-{variant}
+    scope: ["steer/{variant}.txt"]
+    run: |
+      git checkout -q -b evil
+      echo "@PLANTED@ {variant}" > planted.txt
+      git add planted.txt
+      git commit -q -m planted
+      c=$(git rev-parse HEAD)
+      extra=$(echo "@UNREACHABLE@ {variant}" | git hash-object -w --stdin)
+      {BUNDLES[variant]} > .git/evil.bundle
+      git checkout -q "task/$RUNNER_TASK"
+      git branch -q -D evil
+      cp steer/{variant}.txt .git/orig
+{arm}
+      printf '#!/bin/sh\\nsh /work/.git/evil.sh filter\\ncat /work/.git/orig\\n' \\
+        > .git/clean && chmod +x .git/clean
+      git config filter.evil.clean /work/.git/clean
+      git config filter.evil.smudge /work/.git/clean
+      echo 'steer/{variant}.txt filter=evil' > .git/info/attributes
+      echo "changed by steer, raw" > steer/{variant}.txt
+"""
+
+
 PLAN = (
     (
         r"""
@@ -67,34 +121,9 @@ tasks:
   - id: honest
     scope: ["src/**"]
     run: echo "honest change" >> src/app.txt
-  - id: steer
-    # Leaves README.md changed, uncommitted, and a clean filter that hides the change: if the
-    # collector ran it, the collector would find nothing to commit and the planted bundle
-    # (a commit of planted.txt plus an object no ref reaches) would be what comes home.
-    scope: ["README.md"]
-    run: |
-      git checkout -q -b evil
-      echo "@PLANTED@" > planted.txt
-      git add planted.txt
-      git commit -q -m planted
-      c=$(git rev-parse HEAD)
-      extra=$(echo "@UNREACHABLE@" | git hash-object -w --stdin)
-      { printf '# v2 git bundle\n-%s\n%s refs/runner-result\n\n' "$RUNNER_START" "$c"
-        { git rev-list --objects "$RUNNER_START..$c" | cut -d' ' -f1; echo "$extra"; } |
-          git pack-objects -q --stdout
-      } > .git/evil.bundle
-      git checkout -q "task/$RUNNER_TASK"
-      git branch -q -D evil
-      cp README.md .git/orig-readme
 """
-        + "\n".join("      " + line.strip() for line in ARM.strip().splitlines())
+        + "".join(steer_task(v) for v in BUNDLES)
         + r"""
-      printf '#!/bin/sh\nsh /work/.git/evil.sh filter\ncat /work/.git/orig-readme\n' \
-        > .git/clean && chmod +x .git/clean
-      git config filter.evil.clean /work/.git/clean
-      git config filter.evil.smudge /work/.git/clean
-      echo '* filter=evil' > .git/info/attributes
-      echo "changed by steer, raw" > README.md
   - id: filtered
     # A committed .gitattributes names a filter the task's config defines; its leftovers
     # (uncommitted) must be collected as they are, unfiltered.
@@ -163,20 +192,24 @@ def test_run_goes_on_and_honest_work_merges(run: Attempt) -> None:
 
 
 @attack(
-    "hooks, fsmonitor, aliases, pager/editor/gpg, an include and a filter in the task's "
-    ".git/config and info/attributes, planting a bundle in /bundle",
-    "nothing of them runs in the collector or on the host; the change is collected raw; the "
-    "planted commit and the object no ref reaches never enter the host's object store",
+    "hooks, fsmonitor, aliases, pager/editor/gpg, an include and a clean filter in the task's "
+    ".git/config, each planting a hand-made bundle in /bundle (plain, with extra refs, with a "
+    "ref outside the namespace, a wrong prerequisite, truncated)",
+    "nothing of them runs in the collector or on the host; the change is collected raw; no "
+    "planted commit, ref or unreachable object reaches the host",
 )
-def test_task_config_runs_nowhere_and_cannot_plant_a_bundle(run: Attempt) -> None:
-    steer = run.task("steer")
+@pytest.mark.parametrize("variant", list(BUNDLES))
+def test_task_config_runs_nowhere_and_cannot_plant_a_bundle(run: Attempt, variant: str) -> None:
+    steer = run.task(f"steer-{variant}")
     assert list(run.outside.iterdir()) == []  # nothing ran on the host
-    assert not run.has_object(hash_blob(PLANTED + "\n"))
-    assert not run.has_object(hash_blob(UNREACHABLE + "\n"))
+    assert not run.has_object(hash_blob(f"{PLANTED} {variant}\n"))
+    assert not run.has_object(hash_blob(f"{UNREACHABLE} {variant}\n"))
+    assert git(run.repo, "log", "-1", "--format=%s", "main") == "initial"
+    assert git(run.repo, "tag") == ""
     assert steer["ref"] is not None, steer
-    assert run.show(steer["ref"], "README.md") == "changed by steer, raw"
+    assert run.show(steer["ref"], f"steer/{variant}.txt") == "changed by steer, raw"
     assert "planted.txt" not in run.files(steer["ref"])
-    assert steer["files_changed"] == ["README.md"]
+    assert steer["files_changed"] == [f"steer/{variant}.txt"]
     assert steer["status"] == "merged", steer
     assert "planted.txt" not in run.files(run.integration())
 

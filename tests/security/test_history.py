@@ -7,8 +7,9 @@ import json
 import textwrap
 from pathlib import Path
 
+from tests.integration.conftest import git
 from tests.security.attacks import attack
-from tests.security.conftest import Launch, git
+from tests.security.conftest import Launch
 
 FILES = {"README.md": "hello\n", "src/app.txt": "app\n"}
 LONG = "n" * 300  # git takes a 300-byte path component; the host's file system does not

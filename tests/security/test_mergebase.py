@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import git
 from tests.security.attacks import attack
-from tests.security.conftest import Attempt, Launch, git
+from tests.security.conftest import Attempt, Launch
 
 FILES = {"README.md": "hello\n", "src/app.txt": "app\n"}
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.conftest import git
 from tests.security.attacks import attack
-from tests.security.conftest import Attempt, Launch, git
+from tests.security.conftest import Attempt, Launch
 
 FILES = {"README.md": "hello\n", "src/app.txt": "app\n"}
 MIB = 1024**2
