@@ -83,15 +83,17 @@ tasks:
 
 
 def _case(name: str) -> None:
-    what, _ = CASES[name]
+    what, script = CASES[name]
 
-    @attack(what, "that task `rejected` with the reason, the run goes on: sibling merged, "
-            "verify green, result on disk `partial`")  # fmt: skip
     def case(hostile: Launch) -> None:
-        check_rejected(hostile, CASES[name][1])
+        check_rejected(hostile, script)
 
-    case.__name__ = f"test_{name}_is_rejected_and_the_run_goes_on"
-    globals()[case.__name__] = case
+    case.__name__ = case.__qualname__ = f"test_{name}_is_rejected_and_the_run_goes_on"
+    outcome = (
+        "that task `rejected` with the reason, the run goes on: sibling merged, verify green, "
+        "result on disk `partial`"
+    )
+    globals()[case.__name__] = attack(what, outcome)(case)
 
 
 def check_rejected(hostile: Launch, script: str) -> None:
