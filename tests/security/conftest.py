@@ -126,12 +126,17 @@ def hostile(
             env=os.environ | (env or {}),
         )  # fmt: skip
         out: list[str] = []
-        reader = threading.Thread(target=lambda: out.extend(proc.communicate(timeout=timeout)))
+        reader = threading.Thread(target=lambda: out.extend(proc.communicate()))
         reader.start()
+        deadline = time.monotonic() + timeout
         while reader.is_alive():
             if watch is not None:
                 watch()
             reader.join(timeout=0.3)
+            if time.monotonic() > deadline:  # a hung run fails the module, never hangs CI
+                proc.kill()
+                reader.join()
+                pytest.fail(f"runner run did not finish in {timeout:g}s: {out[1:2]}")
         attempt = Attempt(proc.returncode, out[0], out[1], repo)
         attempt.outside = outside
         if attempt.stdout.strip().startswith("{"):

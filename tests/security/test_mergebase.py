@@ -12,7 +12,24 @@ from tests.security.conftest import Attempt, Launch
 
 FILES = {"README.md": "hello\n", "src/app.txt": "app\n"}
 
+# The sibling's commit, once the host has fetched it into the object store every task reads.
+FIND_SIBLING = r"""
+      sibling=""
+      for _ in $(seq 1 300); do
+        sibling=$(git cat-file --batch-all-objects --batch-check='%(objectname) %(objecttype)' |
+          awk '$2 == "commit" {print $1}' |
+          while read -r c; do
+            [ "$(git log -1 --format=%s "$c")" = "honest work" ] && echo "$c"
+          done | head -n 1)
+        [ -n "$sibling" ] && break
+        sleep 0.2
+      done
+      [ -n "$sibling" ] || { echo "not seen" > "$RUNNER_OUT/sibling"; exit 1; }
+      echo "$sibling" > "$RUNNER_OUT/sibling"
+"""
+
 PLAN = r"""
+on_overlap: allow
 tasks:
   - id: honest
     scope: ["a/**"]
@@ -26,22 +43,18 @@ tasks:
     scope: ["b/**"]
     timeout: 120
     run: |
-      sibling=""
-      for _ in $(seq 1 300); do
-        sibling=$(git cat-file --batch-all-objects --batch-check='%(objectname) %(objecttype)' |
-          awk '$2 == "commit" {print $1}' |
-          while read -r c; do
-            [ "$(git log -1 --format=%s "$c")" = "honest work" ] && echo "$c"
-          done | head -n 1)
-        [ -n "$sibling" ] && break
-        sleep 0.2
-      done
-      [ -n "$sibling" ] || { echo "not seen" > "$RUNNER_OUT/sibling"; exit 1; }
-      echo "$sibling" > "$RUNNER_OUT/sibling"
+@FIND@
       mkdir b && echo attacker > b/b.txt && git add b
       t=$(git commit-tree -p "$RUNNER_START" -p "$sibling" -m bypass "$(git write-tree)")
       git reset -q --hard "$t"
-"""
+  - id: thief
+    # Moves its branch onto the sibling's finished commit: work it did not make.
+    scope: ["a/**"]
+    timeout: 120
+    run: |
+@FIND@
+      git reset -q --hard "$sibling"
+""".replace("@FIND@\n", FIND_SIBLING.lstrip("\n"))
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +82,16 @@ def test_extra_parent_cannot_steer_the_merge_base(run: Attempt) -> None:
     assert landed == expected, bypass
     assert bypass["status"] in ("merged", "rejected"), bypass
     assert run.show(head, "a/a.txt") == "honest"
+
+
+@attack(
+    "resetting its branch onto a sibling task's finished commit (found in /objects)",
+    "rejected with the reason: another task's work is never taken as this task's",
+)
+def test_reset_onto_a_siblings_commit_is_rejected(run: Attempt) -> None:
+    thief = run.task("thief")
+    seen = (Path(thief["out_path"]) / "sibling").read_text().strip()
+    assert seen == run.task("honest")["commit"], thief  # the control: the attack was made
+    assert thief["status"] == "rejected", thief
+    assert thief["reason"], thief
+    assert run.task("honest")["status"] == "merged"
