@@ -74,13 +74,14 @@ def test_extra_parent_cannot_steer_the_merge_base(run: Attempt) -> None:
     # The control: the attack was made (the sibling's commit was found and used).
     seen = (Path(bypass["out_path"]) / "sibling").read_text().strip()
     assert seen == run.task("honest")["commit"], bypass
-    assert bypass["files_changed"] == ["b/b.txt"]  # what the scope check judged
     assert run.task("honest")["status"] == "merged"
     head = run.integration()
     landed = set(git(run.repo, "diff", "--name-only", run.result["base_commit"], head).split())
     expected = {"a/a.txt", "b/b.txt"} if bypass["status"] == "merged" else {"a/a.txt"}
     assert landed == expected, bypass
     assert bypass["status"] in ("merged", "rejected"), bypass
+    if bypass["status"] == "merged":
+        assert bypass["files_changed"] == ["b/b.txt"]  # what the scope check judged
     assert run.show(head, "a/a.txt") == "honest"
 
 
