@@ -25,14 +25,6 @@ CASES = {
         git reset -q --hard "$c"
         """,
     ),
-    "tagref": (
-        "its branch pointing at an annotated tag instead of a commit",
-        r"""
-        mkdir -p hist && echo tagged > hist/t.txt && git add hist && git commit -q -m tagged
-        git tag -a -m tag t1
-        git rev-parse t1 > ".git/refs/heads/task/$RUNNER_TASK"
-        """,
-    ),
     "treeref": (
         "its branch pointing at a tree instead of a commit",
         r"""
@@ -117,3 +109,25 @@ def check_rejected(hostile: Launch, script: str) -> None:
 
 for _name in CASES:
     _case(_name)
+
+
+TAGREF = r"""
+mkdir -p hist && echo tagged > hist/t.txt && git add hist && git commit -q -m tagged
+git tag -a -m tag t1
+git rev-parse t1 > ".git/refs/heads/task/$RUNNER_TASK"
+"""
+
+
+@attack(
+    "its branch pointing at an annotated tag of its own commit instead of at the commit",
+    "the collector peels it to the commit: only that commit comes home (no tag), and merges",
+)
+def test_tagref_is_peeled_to_its_own_commit(hostile: Launch) -> None:
+    plan = PLAN + textwrap.indent(textwrap.dedent(TAGREF).strip(), " " * 6) + "\n"
+    run = hostile(plan, FILES, extra={"small.yaml": "max_bundle: 64k\n"})
+    assert run.stdout.startswith("{"), f"exit {run.code}: {run.stderr[-3000:]}"
+    odd = run.task("odd")
+    assert odd["status"] == "merged", odd
+    assert git(run.repo, "cat-file", "-t", odd["ref"]) == "commit"
+    assert git(run.repo, "tag", "--list") == ""
+    assert run.show(run.integration(), "hist/t.txt") == "tagged"
