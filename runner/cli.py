@@ -132,15 +132,23 @@ def execute(plan: Path, repo: Path, settings: Settings, *, live: bool = False) -
 
     prepared = preflight(load_plan(plan), repo, settings, os.environ)
     client = connect(settings.docker_timeout)
-    missing = sorted(
-        i for i in prepared.images | {settings.collector_image} if not _has_image(client, i)
-    )
+    needed = prepared.images | {settings.collector_image}
+    if any(pol.network == "allowlist" for pol in prepared.policies.values()):
+        from runner.images import PROXY_TAG
+
+        needed.add(PROXY_TAG)
+    missing = sorted(i for i in needed if not _has_image(client, i))
     if missing:
         raise InputError(
             f"image(s) not found: {', '.join(missing)}",
             hint="build the runner's images with `runner images build` (a plan may name yours)",
         )
-    backend = DockerBackend(client, settings.collector_image)
+    backend = DockerBackend(
+        client,
+        settings.collector_image,
+        egress_network=settings.egress_network,
+        egress_dns=settings.egress_dns,
+    )
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(prepared, backend, root, keep_workspaces=settings.keep_workspaces)

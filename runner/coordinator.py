@@ -129,6 +129,11 @@ class Coordinator:
         if any(pol.network == "open" for pol in p.policies.values()):
             log.warning("a policy opens the network: sandboxes can reach anything the host can")
             self.network = self.backend.create_network(self.run_id)
+        # Start every allowlist's proxy before any task: a proxy that cannot start fails the
+        # run here, not task by task.
+        for pol in p.policies.values():
+            if pol.network == "allowlist":
+                self.backend.gateway(self.run_id, pol.allow)
 
     def _finish(self, before: dict[str, str], started: float) -> None:
         removed = self.backend.cleanup(self.run_id)
@@ -262,6 +267,10 @@ class Coordinator:
         policy = self.prepared.policies[task_id if role == "task" else ""]
         image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
         state = names.sandbox_dir(self.run_dir, role, task_id)
+        network, proxy = self.network, None
+        if policy.network == "allowlist":
+            gateway = self.backend.gateway(self.run_id, policy.allow)
+            network, proxy = gateway.network, gateway.proxy
         return SandboxSpec(
             run_id=self.run_id,
             task_id=task_id,
@@ -279,7 +288,8 @@ class Coordinator:
             cache_volume=names.cache_volume(self.repo_key, role, task_id),
             cache_labels=labels.cache_labels(self.repo_key, role, task_id),
             env=self.prepared.env.get(task_id, {}) if role == "task" else {},
-            network=self.network,
+            network=network,
+            proxy=proxy,
         )
 
     def _task(self, task_id: str, start: str) -> None:
@@ -303,7 +313,9 @@ class Coordinator:
                 self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user
             )
             try:
+                since = time.time()
                 ex = self.backend.execute(spec)
+                self._denials(task_id, spec, ex, since, time.time())
                 tres.exit_code, tres.duration_s = ex.exit_code, ex.duration_s
                 tres.log_path = str(ex.log_path)
                 tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
@@ -326,6 +338,21 @@ class Coordinator:
             workspace.remove(spec.workspace)
         tres.files_changed = git.changed_paths(self.repo, start, commit) if commit != start else []
         self._judge(task_id, ex, spec)
+
+    def _denials(
+        self, task_id: str, spec: SandboxSpec, ex: Execution, since: float, until: float
+    ) -> None:
+        """What the task's egress proxy refused it (allowlist sandboxes)."""
+        if spec.proxy is None or ex.address is None:
+            return
+        tres = self.result.task(task_id)
+        try:
+            gateway = self.backend.gateway(self.run_id, spec.policy.allow)
+            tres.denials = self.backend.denials(gateway, ex.address, since, until)
+        except RunnerError as exc:  # the work still comes home; the gap is said
+            tres.notes.append(f"egress denials unknown: {exc}")
+        if tres.denials:
+            log.warning("egress denied", task=task_id, count=len(tres.denials))
 
     def _judge(self, task_id: str, ex: Execution, spec: SandboxSpec) -> None:
         """The task's status from how it ended and what it changed."""
