@@ -1,11 +1,12 @@
 """The egress side of `network: allowlist` in Docker: internal networks and squid proxies.
 
-Per run and per distinct allowlist: one internal network (`internal=True`: no route out, and
-Docker's embedded DNS there forwards nothing outside, measured on 20.10) that the sandboxes
-with that allowlist join, and one proxy container on it and on an egress-side network. One
-proxy per allowlist rather than per-client rules: a sandbox can reach every address of its
-network, so a proxy with a wider allowlist on the same network would be a way around its own;
-and the rules need no sandbox addresses, which exist only once a sandbox starts.
+Per run and per distinct allowlist: one internal network that the sandboxes with that
+allowlist join (`internal=True` and no host address on it: no route out, not even to the
+host, so Docker's embedded DNS there forwards nothing anywhere; measured on 20.10), and one
+proxy container on it and on an egress-side network. One proxy per allowlist rather than
+per-client rules: a sandbox can reach every address of its network, so a proxy with a wider
+allowlist on the same network would be a way around its own; and the rules need no sandbox
+addresses, which exist only once a sandbox starts.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from runner.sandbox.labels import labels_for
 ROLE = "egress"
 READY_MARK = b"Accepting HTTP Socket connections"
 _READY_TIMEOUT = 60.0
+# An internal network still has a host address (its gateway) and a default route to it:
+# measured on 20.10, a sandbox there reaches every service the host itself listens on, on
+# any of its addresses (the host's INPUT path, which `internal` does not filter), and a
+# resolver on the host would take its DNS. Without a bridge address the host is not on the
+# sandboxes' segment at all; they reach only their peers there, the proxy among them.
+_NO_HOST_ADDRESS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
 
 
 @dataclass
@@ -79,7 +86,7 @@ class EgressProxies:
         try:
             outside = self.outside or self._outside_network(run_id, labels)
             internal = self.client.networks.create(
-                name, driver="bridge", internal=True, labels=labels
+                name, driver="bridge", internal=True, options=_NO_HOST_ADDRESS, labels=labels
             )
             proxy = self.client.containers.create(
                 **proxy_options(self.image, name, labels, outside, rules, self.dns)

@@ -8,9 +8,12 @@ network; no traffic goes anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import socket
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,22 +34,47 @@ from runner.sandbox.options import container_options
 from tests.integration.conftest import leftovers, make_repo, remove_caches, runner_cli
 
 SERVE = "python3 -u -m http.server 9090 & exec python3 -u -m http.server 8080"
-# Answers every query with NXDOMAIN and prints the name it was asked: the test's own
-# resolver, so a lookup that leaves a sandbox's network is seen.
-DNS = r"""
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 53))
-print("listening", flush=True)
-while True:
-    data, addr = s.recvfrom(512)
-    i, names = 12, []
-    while i < len(data) and data[i]:
-        names.append(data[i + 1 : i + 1 + data[i]].decode(errors="replace"))
-        i += 1 + data[i]
-    print("QUERY", ".".join(names), flush=True)
-    s.sendto(data[:2] + b"\x81\x83" + data[4:6] + b"\0" * 6 + data[12 : i + 5], addr)
-"""
+
+
+class HostObserver:
+    """A DNS server (NXDOMAIN to everything) and a TCP listener of the test's own, on a host
+    address: whatever reaches them has left the sandbox's network, to the host or beyond."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.names: list[str] = []
+        self.connections: list[str] = []
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((address, 53))
+        self.tcp = socket.create_server((address, 0))
+        self.port = self.tcp.getsockname()[1]
+        for target in (self._dns, self._accept):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _dns(self) -> None:
+        with contextlib.suppress(OSError):  # closed: the test is over
+            while True:
+                data, peer = self.udp.recvfrom(512)
+                i, labels_ = 12, []
+                while i < len(data) and data[i]:
+                    labels_.append(data[i + 1 : i + 1 + data[i]].decode(errors="replace"))
+                    i += 1 + data[i]
+                self.names.append(".".join(labels_))
+                reply = data[:2] + b"\x81\x83" + data[4:6] + b"\0" * 6 + data[12 : i + 5]
+                self.udp.sendto(reply, peer)
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, peer = self.tcp.accept()
+                self.connections.append(peer[0])
+                conn.close()
+
+    def close(self) -> None:
+        self.udp.close()
+        self.tcp.close()
+
+
 # What a hostile task tries, as a script: every attempt's outcome into $RUNNER_OUT.
 PROBE = r"""
 import http.client, json, os, socket, sys, urllib.request
@@ -105,13 +133,8 @@ class Outside:
     network: str
     server: str
     """The HTTP server's address (for IP-literal and direct attempts)."""
-    dns: str
-    """The logging DNS server's address."""
-    dns_container: Any
-
-    def queries(self) -> list[str]:
-        text = bytes(self.dns_container.logs()).decode()
-        return [ln.split(" ", 1)[1] for ln in text.splitlines() if ln.startswith("QUERY ")]
+    host: HostObserver
+    """Listening on the host's address on this network."""
 
 
 @pytest.fixture
@@ -119,27 +142,25 @@ def outside(docker_client: docker.DockerClient, images: None) -> Iterator[Outsid
     suffix = secrets.token_hex(3)
     name = f"egress-test-{suffix}"
     net = docker_client.networks.create(name, driver="bridge")
-    made = []
+    web = None
     try:
         web = docker_client.containers.run(
             BASE_TAG, ["sh", "-c", SERVE], name=f"egress-test-web-{suffix}", detach=True,
             network=name, user="10001:10001",
         )  # fmt: skip
-        made.append(web)
         # Aliases are given on a connect, not at run: reconnect with them.
         net.disconnect(web)
         net.connect(web, aliases=["api.example.test", "other.example.test"])
-        dns = docker_client.containers.run(
-            BASE_TAG, ["python3", "-c", DNS], name=f"egress-test-dns-{suffix}", detach=True,
-            network=name,
-        )  # fmt: skip
-        made.append(dns)
         _wait_for(web, b"Serving HTTP", 2)
-        _wait_for(dns, b"listening", 1)
-        yield Outside(name, _address(web, name), _address(dns, name), dns)
+        net.reload()
+        host = HostObserver(net.attrs["IPAM"]["Config"][0]["Gateway"])
+        try:
+            yield Outside(name, _address(web, name), host)
+        finally:
+            host.close()
     finally:
-        for container in made:
-            container.remove(force=True)
+        if web is not None:
+            web.remove(force=True)
         net.remove()
 
 
@@ -193,6 +214,7 @@ def test_allowlist_run_reaches_only_listed_names_and_ports(
                 "ip_literal_tunnel": f"tunnel('{ip}', 8080)",
                 "direct": f"direct('{ip}', 8080)",
                 "direct_by_name": "direct('api.example.test', 8080)",
+                "to_host": f"direct('{outside.host.address}', {outside.host.port})",
             },
         )
         + _task(
@@ -204,7 +226,10 @@ def test_allowlist_run_reaches_only_listed_names_and_ports(
             },
         )
     )
-    env = {"RUNNER_EGRESS_NETWORK": outside.network}
+    env = {
+        "RUNNER_EGRESS_NETWORK": outside.network,
+        "RUNNER_EGRESS_DNS": json.dumps([outside.host.address]),
+    }
     proc = runner_cli("run", str(plan), "--repo", str(repo), "--json", env=env)
     try:
         result = json.loads(proc.stdout)
@@ -226,6 +251,10 @@ def test_allowlist_run_reaches_only_listed_names_and_ports(
         # ...and without it there is no way out at all: no route, no name.
         assert probe["direct"] != "connected"
         assert probe["direct_by_name"] != "connected"
+        assert probe["to_host"] != "connected"
+        assert outside.host.connections == []
+        # The proxies resolved the listed names among Docker's own; nothing else was asked.
+        assert outside.host.names == []
         denied = {(d["host"], d["port"]) for d in tasks["api"]["denials"]}
         assert denied == {
             ("other.example.test", 8080),
@@ -248,9 +277,8 @@ def test_allowlist_run_reaches_only_listed_names_and_ports(
 
 @pytest.fixture
 def backend(docker_client: docker.DockerClient, outside: Outside) -> Iterator[DockerBackend]:
-    yield DockerBackend(
-        docker_client, SANDBOX_TAG, egress_network=outside.network, egress_dns=[outside.dns]
-    )
+    dns = [outside.host.address]
+    yield DockerBackend(docker_client, SANDBOX_TAG, egress_network=outside.network, egress_dns=dns)
 
 
 @pytest.fixture
@@ -299,6 +327,7 @@ def test_dns_of_unlisted_names_does_not_leave(
 ) -> None:  # fmt: skip
     rules = [AllowRule(host="api.example.test", ports=[8080]),
              AllowRule(host="resolved.example.test", ports=[8080])]  # fmt: skip
+    host = outside.host
     gateway = backend.gateway(run_id, rules)
     policy = Policy(network="allowlist", allow=rules)
     _, opts = _sandbox(
@@ -307,14 +336,15 @@ def test_dns_of_unlisted_names_does_not_leave(
     )  # fmt: skip
     # The observer is made the sandbox's upstream resolver too: a lookup Docker's embedded
     # DNS forwarded out of the sandbox's network would arrive there.
-    opts["dns"] = [outside.dns]
+    opts["dns"] = [outside.host.address]
     probe = _probe(
         docker_client,
         opts,
         {
             "lookup": "lookup('leak-a.example.test')",
             "embedded": "raw_dns('127.0.0.11', 'leak-b.example.test')",
-            "direct_dns": f"raw_dns('{outside.dns}', 'leak-c.example.test')",
+            "direct_dns": f"raw_dns('{host.address}', 'leak-c.example.test')",
+            "to_host": f"direct('{host.address}', {host.port})",
             "via_proxy": "get('http://leak-d.example.test:8080/')",
             "via_tunnel": "tunnel('leak-e.example.test', 443)",
             "by_ip": "get('http://192.0.2.1:8080/')",
@@ -324,13 +354,22 @@ def test_dns_of_unlisted_names_does_not_leave(
     # Controls: a name the proxy may resolve reaches the observer through the proxy, and
     # the same options on a network with a route reach it too.
     _, routed = _sandbox(docker_client, tmp_path, run_id=run_id)
-    routed |= {"network": outside.network, "dns": [outside.dns]}
+    routed |= {"network": outside.network, "dns": [host.address]}
     routed.pop("network_mode")
-    _probe(docker_client, routed, {"control": "lookup('control.example.test')"})
+    control = _probe(
+        docker_client,
+        routed,
+        {
+            "lookup": "lookup('control.example.test')",
+            "tcp": f"direct('{host.address}', {host.port})",
+        },
+    )
 
-    queries = outside.queries()
+    queries = host.names
     assert "resolved.example.test" in queries, probe  # the proxy resolves listed names
     assert "control.example.test" in queries  # the observer sees what leaves
+    assert control["tcp"] == "connected" and len(host.connections) == 1  # from the control
+    assert probe["to_host"] != "connected"  # not even the host is reachable
     assert [q for q in queries if q.startswith("leak-") or q.endswith("in-addr.arpa")] == []
     assert not probe["direct_dns"].startswith("answered")  # no route to any resolver
     assert (probe["via_proxy"], probe["by_ip"]) == (403, 403)
