@@ -368,9 +368,9 @@ def test_dns_of_unlisted_names_does_not_leave(
     queries = host.names
     assert "resolved.example.test" in queries, probe  # the proxy resolves listed names
     assert "control.example.test" in queries  # the observer sees what leaves
+    assert [q for q in queries if q.startswith("leak-") or q.endswith("in-addr.arpa")] == []
     assert control["tcp"] == "connected" and len(host.connections) == 1  # from the control
     assert probe["to_host"] != "connected"  # not even the host is reachable
-    assert [q for q in queries if q.startswith("leak-") or q.endswith("in-addr.arpa")] == []
     assert not probe["direct_dns"].startswith("answered")  # no route to any resolver
     assert (probe["via_proxy"], probe["by_ip"]) == (403, 403)
     assert "403" in probe["via_tunnel"]
