@@ -343,9 +343,12 @@ class Coordinator:
         self, task_id: str, spec: SandboxSpec, ex: Execution, since: float, until: float
     ) -> None:
         """What the task's egress proxy refused it (allowlist sandboxes)."""
-        if spec.proxy is None or ex.address is None:
+        if spec.proxy is None:
             return
         tres = self.result.task(task_id)
+        if ex.address is None:  # it ended before its address could be read (milliseconds)
+            tres.notes.append("egress denials unknown: it ended before its address was read")
+            return
         try:
             gateway = self.backend.gateway(self.run_id, spec.policy.allow)
             tres.denials = self.backend.denials(gateway, ex.address, since, until)

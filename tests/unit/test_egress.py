@@ -124,3 +124,24 @@ def test_denials_of_one_sandbox_within_its_time() -> None:
     # Another sandbox's address, or the same address outside the window: not this task's.
     assert [d.host for d in denials_for(entries, "172.20.0.4", 0, 2e9)] == ["api.example.test"]
     assert denials_for(entries, "172.20.0.3", 1795631368.5, 1795631368.9) == []
+
+
+def test_proxy_container_is_hardened_like_a_sandbox() -> None:
+    from runner.sandbox.egress import proxy_options
+
+    allow = rules(("api.example.test", [443]))
+    opts = proxy_options("runner/proxy:1", "p", {"runner.run": "r1"}, "out-net", allow, None)
+    assert opts["user"] == "13:13"
+    assert opts["cap_drop"] == ["ALL"]
+    assert opts["read_only"] is True
+    assert opts["security_opt"] == ["no-new-privileges:true"]
+    assert opts["tmpfs"] == {"/tmp": "size=16m,nosuid,nodev,noexec"}
+    assert opts["mem_limit"] == opts["memswap_limit"] > 0
+    assert opts["pids_limit"] > 0 and opts["nano_cpus"] > 0
+    assert opts["network"] == "out-net" and opts["labels"] == {"runner.run": "r1"}
+    assert opts["environment"] == {"RUNNER_PROXY_CONF": squid_config(allow)}
+    assert "dns" not in opts  # the daemon's resolvers unless the operator names some
+    for risky in ("privileged", "cap_add", "devices", "pid_mode", "ports", "volumes"):
+        assert risky not in opts
+    with_dns = proxy_options("i", "p", {}, "n", allow, ["10.0.0.53"])
+    assert with_dns["dns"] == ["10.0.0.53"]
