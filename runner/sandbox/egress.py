@@ -83,6 +83,8 @@ class EgressProxies:
     def _start(self, run_id: str, key: str, rules: Sequence[AllowRule]) -> Gateway:
         labels = labels_for(run_id, "-", ROLE)
         name = f"runner-{run_id}-{ROLE}-{key}"
+        if self.outside:
+            self._check_outside(self.outside)
         try:
             outside = self.outside or self._outside_network(run_id, labels)
             internal = self.client.networks.create(
@@ -104,6 +106,17 @@ class EgressProxies:
             # What was made stays labelled with the run: the run's cleanup removes it.
             raise SandboxError(f"cannot start the egress proxy {name}: {exc}") from None
         return Gateway(network=name, proxy=f"http://{address}:{core.PORT}", container=name)
+
+    def _check_outside(self, name: str) -> None:
+        try:
+            self.client.networks.get(name)
+        except docker.errors.NotFound:
+            raise SandboxError(
+                f"the egress network {name!r} does not exist",
+                hint="create it, or unset RUNNER_EGRESS_NETWORK (a run then makes its own)",
+            ) from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise SandboxError(f"cannot look up the egress network {name!r}: {exc}") from None
 
     def _outside_network(self, run_id: str, labels: dict[str, str]) -> str:
         name = f"runner-{run_id}-{ROLE}-out"

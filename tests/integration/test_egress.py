@@ -26,6 +26,7 @@ import pytest
 
 from runner.core.egress import PORT
 from runner.core.policy import AllowRule, Policy
+from runner.errors import SandboxError
 from runner.images import BASE_TAG, PROXY_TAG, SANDBOX_TAG
 from runner.sandbox import labels
 from runner.sandbox.base import SandboxSpec
@@ -416,3 +417,13 @@ def test_proxy_is_hardened_and_labelled(
     for labelled in (proxy.labels, internal.attrs["Labels"]):
         assert labelled[labels.RUN] == run_id
         assert labelled[labels.ROLE] == "egress"
+
+
+def test_a_missing_egress_network_is_named_before_anything_is_made(
+    docker_client: docker.DockerClient, run_id: str
+) -> None:
+    backend = DockerBackend(docker_client, SANDBOX_TAG, egress_network=f"missing-{run_id}")
+    with pytest.raises(SandboxError, match="does not exist") as caught:
+        backend.gateway(run_id, [AllowRule(host="api.example.test")])
+    assert "RUNNER_EGRESS_NETWORK" in str(caught.value.hint)
+    assert leftovers(docker_client, run_id) == []
