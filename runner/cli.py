@@ -91,6 +91,11 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
             deps = prepared.doc.plan.task(task_id).depends_on
             after = f"  after {', '.join(deps)}" if deps else ""
             out.print(f"  {task_id}: {prepared.scopes[task_id].describe()}{after}")
+            policy = prepared.policies[task_id]
+            if policy.network == "allowlist":
+                allow = ", ".join(f"{r.host}:{','.join(map(str, r.ports))}" for r in policy.allow)
+                said = f"    egress only to {escape(allow)} (through the run's proxy)"
+                out.print(said, soft_wrap=True)
     for task_id, after in d.moved:
         out.print(f"serialized: {task_id} waits for {after} (overlapping scopes)")
     for overlap in d.overlaps:

@@ -427,3 +427,19 @@ def test_a_missing_egress_network_is_named_before_anything_is_made(
         backend.gateway(run_id, [AllowRule(host="api.example.test")])
     assert "RUNNER_EGRESS_NETWORK" in str(caught.value.hint)
     assert leftovers(docker_client, run_id) == []
+
+
+def test_plan_shows_what_each_task_may_reach(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"README.md": "hi\n"})
+    (tmp_path / "agent.yaml").write_text(
+        "network: allowlist\nallow:\n  - host: api.example.test\n"
+        "  - host: '*.pkg.example.test'\n    ports: [80, 443]\n"
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - id: agent\n    policy: agent.yaml\n    run: 'true'\n")
+    proc = runner_cli("plan", str(plan), "--repo", str(repo))
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "egress only to api.example.test:443, *.pkg.example.test:80,443 (through the run's proxy)"
+        in proc.stdout
+    )
