@@ -201,6 +201,28 @@ def _has_image(client: Any, name: str) -> bool:
     return True
 
 
+@app.command("status")
+@guarded
+def status_cmd(
+    run: Annotated[
+        str, typer.Argument(help="A run id, a unique prefix of one, or `latest`.")
+    ] = "latest",
+    repo: Annotated[Path, typer.Option(help="The git checkout whose run it is.")] = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> None:
+    """A run's state from its journal: each task's state and where its work is (also while
+    another process runs it)."""
+    from runner import git
+    from runner.coordinator import state_root
+    from runner.status import load_status, print_status
+
+    status = load_status(state_root(git.toplevel(repo), Settings().state_dir), run)
+    if json_out:
+        print(json.dumps(status.document(), indent=2), flush=True)
+    else:
+        print_status(status, Console(highlight=False))
+
+
 @app.command("schema")
 @guarded
 def schema_cmd(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
@@ -10,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from runner import git, names, workspace
+from runner import events, git, names, workspace
 from runner.core.judge import Ending, Limits, judge, printable
 from runner.core.results import (
     IsolationCheck,
@@ -23,11 +25,13 @@ from runner.core.results import (
     TaskStatus,
     WaveResult,
 )
+from runner.core.runstate import READY
 from runner.core.scope import check_changes
 from runner.errors import GitError, RunnerError, Terminated
 from runner.gc import write_owner
 from runner.intake import Intake, bring_home
 from runner.integrate import merge_wave
+from runner.journal import Journal, JournalError
 from runner.preflight import Prepared
 from runner.sandbox import labels
 from runner.sandbox.base import Execution, Role, SandboxBackend, SandboxSpec
@@ -72,6 +76,7 @@ class Coordinator:
         self.running: set[str] = set()
         self.interrupted: str | None = None
         """The signal that interrupted the run (SIGINT, SIGTERM)."""
+        self.journal: Journal | None = None
         wave_of = {t: i for i, w in enumerate(p.dispatch.waves, start=1) for t in w}
         self.result = RunResult(
             run_id=self.run_id,
@@ -91,6 +96,8 @@ class Coordinator:
         before = git.snapshot(self.repo)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_owner(self.run_dir)
+        self.journal = Journal.open(names.journal_path(self.run_dir))
+        self._emit("planned", **events.planned(self.prepared, self.result))
         git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
         log.info("run started", run=self.run_id, waves=self.prepared.dispatch.waves)
         self.result.warnings = self.prepared.warnings()
@@ -113,7 +120,9 @@ class Coordinator:
                 else RunStatus.PARTIAL
             )
         except KeyboardInterrupt as exc:
-            self.interrupted = self.interrupted or _signal_name(exc)
+            if self.interrupted is None:
+                self.interrupted = _signal_name(exc)
+                self._note("interrupted", signal=self.interrupted)
             self.result.status = RunStatus.INTERRUPTED
             self.result.error = f"interrupted by {self.interrupted}; finished work is kept "
             self.result.error += f"under {names.run_refs(self.run_id)}"
@@ -125,7 +134,11 @@ class Coordinator:
             self.result.status, self.result.error = RunStatus.ERROR, f"internal error: {exc!r}"
             raise
         finally:
-            self._finish(before, started)
+            try:
+                self._finish(before, started)
+            finally:
+                if self.journal is not None:
+                    self.journal.close()
         return self.result
 
     def _prepare(self) -> None:
@@ -155,6 +168,7 @@ class Coordinator:
                         if tres.id in self.commits
                         else f"not reached: the run ended {ended}"
                     )
+                    self._note("judged", task=tres.id, status=tres.status, reason=tres.reason)
         after = git.snapshot(self.repo)
         changed = [k for k in before if before[k] != after.get(k)]
         self.result.isolation = IsolationCheck(
@@ -164,6 +178,7 @@ class Coordinator:
             log.error("the user's checkout changed during the run", changed=changed)
         self.result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.result.duration_s = round(time.monotonic() - started, 3)
+        self._note("run_ended", **events.run_ended(self.result, changed))
 
     # -- one wave ------------------------------------------------------------------------------
     def _wave(
@@ -171,12 +186,14 @@ class Coordinator:
     ) -> tuple[str, str | None]:
         wres = WaveResult(index=index, tasks=wave, start_commit=head)
         self.result.waves.append(wres)
+        self._emit("wave_started", wave=index, tasks=wave, start=head)
         runnable = []
         for task_id in wave:
             reason = f"run stopped: {stopped}" if stopped else self._blocked(task_id)
             if reason:
                 self._set(task_id, TaskStatus.SKIPPED, reason)
             else:
+                self._emit("task_queued", task=task_id, wave=index, start=head)
                 runnable.append(task_id)
         self._run_tasks(runnable, head)
 
@@ -195,6 +212,7 @@ class Coordinator:
                 self._set(task_id, TaskStatus.SKIPPED, f"not merged: {stopped} (work kept)")
         if not merge.merged:
             wres.merged_commit = head
+            self._emit("wave_ended", **events.wave_ended(wres))
             return head, stopped
 
         new_head, merged = merge.head, merge.merged
@@ -211,10 +229,12 @@ class Coordinator:
             reason = f"verify red with its work merged (wave {index}); the merge is kept at {kept}"
             self._set(task_id, TaskStatus.VERIFY_FAILED, reason)
         if merged:
+            self._emit("merged", wave=index, tasks=merged, head=new_head, previous=head)
             git.update_ref(self.repo, self.integration_ref, new_head, head)
             for task_id in merged:
                 self._set(task_id, TaskStatus.MERGED, None)
         wres.merged_commit = new_head
+        self._emit("wave_ended", **events.wave_ended(wres))
         if red and self.plan.on_conflict == "stop":
             stopped = f"verify red after wave {index}"
         return new_head, stopped
@@ -252,6 +272,7 @@ class Coordinator:
             # timeout, and each worker still collects its task's partial work. A second Ctrl-C
             # lands here in shutdown and abandons that; run() then removes everything.
             self.interrupted = _signal_name(exc)
+            self._note("interrupted", signal=self.interrupted)
             self.backend.kill(self.run_id)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -267,9 +288,21 @@ class Coordinator:
 
     def _set(self, task_id: str, status: TaskStatus, reason: str | None) -> None:
         tres = self.result.task(task_id)
-        tres.status, tres.reason = status, printable(reason) if reason else None
+        shown = printable(reason) if reason else None
+        self._emit("judged", task=task_id, status=status, reason=shown)
+        tres.status, tres.reason = status, shown
         log.info("task", task=task_id, status=status.value, reason=reason)
         self._notify()
+
+    # -- the journal: every state change is written (fsync'd) before the runner acts on it ------
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self.journal is not None:
+            self.journal.append(event, **fields)
+
+    def _note(self, event: str, **fields: Any) -> None:
+        """Emit, but never let a broken journal stop cleanup (a kill, the run's end)."""
+        with contextlib.suppress(JournalError):
+            self._emit(event, **fields)
 
     def _notify(self) -> None:
         if self.observer is not None:
@@ -313,6 +346,9 @@ class Coordinator:
         tres.start_commit = start
         spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
         log.info("task started", task=task_id, start=start[:12])
+        name = names.container_name(self.run_id, "task", task_id)
+        where = {"workspace": str(spec.workspace), "container": name}
+        self._emit("task_started", task=task_id, start=start, **where)
         self.running.add(task_id)
         self._notify()
         try:
@@ -335,7 +371,9 @@ class Coordinator:
                 tres.log_path = str(ex.log_path)
                 tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
                 tres.metrics_source = ex.metrics_source
+                self._emit("task_ended", **events.task_ended(task_id, ex))
                 collected = self.backend.collect(spec)
+                self._emit("collected", **events.collected(task_id, collected))
             finally:
                 self.backend.destroy(spec)
             tres.out_path = str(collected.out_dir) if collected.out_dir else None
@@ -360,6 +398,8 @@ class Coordinator:
         if home and intake.commit != start:
             tres.ref, tres.commit = names.task_ref(self.run_id, task_id), intake.commit
         tres.files_changed = sorted({c.path for c in intake.changes})
+        kept = tres.ref or (None if home else str(spec.workspace))
+        self._emit("fetched", **events.fetched(self.result, task_id, intake.problem, kept))
         # Work that is home (under its ref) needs no clone any more; work that is not keeps
         # its workspace, named in the reason. Logs and the copied-out RUNNER_OUT stay.
         for scratch in ("control", "out", "bundle", "collected"):
@@ -372,7 +412,7 @@ class Coordinator:
             ex,
             spec,
             intake.problem,
-            kept=tres.ref or (None if home else str(spec.workspace)),
+            kept=kept,
         )
 
     def _denials(
@@ -418,6 +458,7 @@ class Coordinator:
             self._set(task_id, status, reason)
         else:
             assert tres.commit is not None
+            self._emit("judged", task=task_id, status=READY, reason=None, commit=tres.commit)
             self.commits[task_id] = tres.commit
             log.info("task ready", task=task_id, files=len(tres.files_changed))
 
@@ -429,6 +470,7 @@ class Coordinator:
         name = f"wave-{index}" + (f"-{alone}" if alone else "")
         spec = self._spec(name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout)
         policy = self.prepared.policies[""]
+        self._emit("verify_started", wave=index, task=alone or None, commit=commit)
         try:
             workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
         except (GitError, OSError) as exc:
@@ -437,6 +479,8 @@ class Coordinator:
             spec.state.mkdir(parents=True, exist_ok=True)
             (spec.state / "verify.log").write_text(why)
             workspace.remove(spec.workspace)
+            red = {"result": "red", "log": str(spec.state / "verify.log")}
+            self._emit("verify_ended", wave=index, task=alone or None, **red)
             wres.verify, wres.verify_log = "red", str(spec.state / "verify.log")
             log.warning("verify", wave=index, task=alone or None, result="red", why=why.strip())
             return False
@@ -447,6 +491,8 @@ class Coordinator:
             for scratch in ("work", "control", "out", "bundle"):
                 workspace.remove(spec.state / scratch)
         green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
+        ended = {"result": "green" if green else "red", "log": str(ex.log_path)}
+        self._emit("verify_ended", wave=index, task=alone or None, **ended)
         wres.verify, wres.verify_log = ("green" if green else "red"), str(ex.log_path)
         log.info("verify", wave=index, task=alone or None, result=wres.verify)
         return green

@@ -18,7 +18,8 @@ def write_owner(run_dir: Path) -> None:
     (run_dir / "owner.json").write_text(json.dumps({"pid": owner[L.PID], "host": owner[L.HOST]}))
 
 
-def _run_alive(run_dir: Path) -> bool:
+def run_alive(run_dir: Path) -> bool:
+    """Whether the process that owns a run (its owner.json) still runs."""
     try:
         data = json.loads((run_dir / "owner.json").read_text())
     except (OSError, ValueError):
@@ -36,7 +37,7 @@ def stale_state(repo: Path, root: Path) -> tuple[list[Path], list[Path]]:
     remove: list[Path] = []
     kept: list[Path] = []
     for run_dir in sorted((root / "runs").glob("*")):
-        if _run_alive(run_dir):
+        if run_alive(run_dir):
             continue
         for task_dir in (run_dir / "verify").glob("*"):
             remove += [task_dir / d for d in _DIRS if (task_dir / d).exists()]
