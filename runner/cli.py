@@ -91,6 +91,11 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
             deps = prepared.doc.plan.task(task_id).depends_on
             after = f"  after {', '.join(deps)}" if deps else ""
             out.print(f"  {task_id}: {prepared.scopes[task_id].describe()}{after}")
+            policy = prepared.policies[task_id]
+            if policy.network == "allowlist":
+                allow = ", ".join(f"{r.host}:{','.join(map(str, r.ports))}" for r in policy.allow)
+                said = f"    egress only to {escape(allow)} (through the run's proxy)"
+                out.print(said, soft_wrap=True)
     for task_id, after in d.moved:
         out.print(f"serialized: {task_id} waits for {after} (overlapping scopes)")
     for overlap in d.overlaps:
@@ -148,15 +153,23 @@ def execute(
 
     prepared = preflight(load_plan(plan), repo, settings, os.environ)
     client = connect(settings.docker_timeout)
-    missing = sorted(
-        i for i in prepared.images | {settings.collector_image} if not _has_image(client, i)
-    )
+    needed = prepared.images | {settings.collector_image}
+    if any(pol.network == "allowlist" for pol in prepared.policies.values()):
+        from runner.images import PROXY_TAG
+
+        needed.add(PROXY_TAG)
+    missing = sorted(i for i in needed if not _has_image(client, i))
     if missing:
         raise InputError(
             f"image(s) not found: {', '.join(missing)}",
             hint="build the runner's images with `runner images build` (a plan may name yours)",
         )
-    backend = DockerBackend(client, settings.collector_image)
+    backend = DockerBackend(
+        client,
+        settings.collector_image,
+        egress_network=settings.egress_network,
+        egress_dns=settings.egress_dns,
+    )
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(prepared, backend, root, keep_workspaces=settings.keep_workspaces)

@@ -149,6 +149,11 @@ class Coordinator:
             )
         if any(pol.network == "open" for pol in p.policies.values()):
             self.network = self.backend.create_network(self.run_id)
+        # Start every allowlist's proxy before any task: a proxy that cannot start fails the
+        # run here, not task by task.
+        for pol in p.policies.values():
+            if pol.network == "allowlist":
+                self.backend.gateway(self.run_id, pol.allow)
 
     def _finish(self, before: dict[str, str], started: float) -> None:
         removed = self.backend.cleanup(self.run_id)
@@ -310,6 +315,10 @@ class Coordinator:
         policy = self.prepared.policies[task_id if role == "task" else ""]
         image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
         state = names.sandbox_dir(self.run_dir, role, task_id)
+        network, proxy = self.network, None
+        if policy.network == "allowlist":
+            gateway = self.backend.gateway(self.run_id, policy.allow)
+            network, proxy = gateway.network, gateway.proxy
         return SandboxSpec(
             run_id=self.run_id,
             task_id=task_id,
@@ -327,7 +336,8 @@ class Coordinator:
             cache_volume=names.cache_volume(self.repo_key, role, task_id),
             cache_labels=labels.cache_labels(self.repo_key, role, task_id),
             env=self.prepared.env.get(task_id, {}) if role == "task" else {},
-            network=self.network,
+            network=network,
+            proxy=proxy,
         )
 
     def _task(self, task_id: str, start: str) -> None:
@@ -354,7 +364,9 @@ class Coordinator:
                 self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user
             )
             try:
+                since = time.time()
                 ex = self.backend.execute(spec)
+                self._denials(task_id, spec, ex, since, time.time())
                 tres.exit_code, tres.duration_s = ex.exit_code, ex.duration_s
                 tres.log_path = str(ex.log_path)
                 tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
@@ -365,7 +377,7 @@ class Coordinator:
             finally:
                 self.backend.destroy(spec)
             tres.out_path = str(collected.out_dir) if collected.out_dir else None
-            tres.notes = collected.notes
+            tres.notes = [*tres.notes, *collected.notes]  # egress notes come first
             intake = Intake(None, problem=collected.problem)
             if collected.head is not None and collected.problem is None:
                 intake = bring_home(
@@ -402,6 +414,24 @@ class Coordinator:
             intake.problem,
             kept=kept,
         )
+
+    def _denials(
+        self, task_id: str, spec: SandboxSpec, ex: Execution, since: float, until: float
+    ) -> None:
+        """What the task's egress proxy refused it (allowlist sandboxes)."""
+        if spec.proxy is None:
+            return
+        tres = self.result.task(task_id)
+        if ex.address is None:  # it ended before its address could be read (milliseconds)
+            tres.notes.append("egress denials unknown: it ended before its address was read")
+            return
+        try:
+            gateway = self.backend.gateway(self.run_id, spec.policy.allow)
+            tres.denials = self.backend.denials(gateway, ex.address, since, until)
+        except RunnerError as exc:  # the work still comes home; the gap is said
+            tres.notes.append(f"egress denials unknown: {exc}")
+        if tres.denials:
+            log.warning("egress denied", task=task_id, count=len(tres.denials))
 
     def _judge(
         self, task_id: str, ex: Execution, spec: SandboxSpec, problem: str | None, kept: str | None

@@ -1,9 +1,10 @@
-"""Build the runner's own images (images/base, images/sandbox) without ever pulling.
+"""Build the runner's own images (images/base, images/sandbox, images/proxy) without pulling.
 
 runner/base:1 is bootstrapped from the host's Debian mirror with mmdebstrap and imported
 through the Docker API, because this runner must work where no container registry is
-reachable. runner/sandbox:1 is a plain `docker build` FROM it. Each image carries a hash
-of its recipe as a label, so an unchanged recipe reuses the image instead of rebuilding it.
+reachable. runner/sandbox:1 and runner/proxy:1 (the egress proxy) are plain `docker build`s
+FROM it. Each image carries a hash of its recipe as a label, so an unchanged recipe reuses
+the image instead of rebuilding it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from runner.errors import InputError, SandboxError
 
 BASE_TAG = "runner/base:1"
 SANDBOX_TAG = "runner/sandbox:1"
+PROXY_TAG = "runner/proxy:1"
 LABEL = "runner.image"
 HASH_LABEL = "runner.image.hash"
 SUITE = "bookworm"
@@ -56,13 +58,16 @@ def build_images(
     progress: Callable[[str], None] = print,
     apt_sources: Path | None = None,
 ) -> list[ImageInfo]:
-    """Build (or reuse) runner/base:1 then runner/sandbox:1; return both, base first.
+    """Build (or reuse) runner/base:1, then runner/sandbox:1 and runner/proxy:1 on it;
+    return all three, base first.
 
     apt_sources: the apt sources file mmdebstrap reads the mirror from (default: the host's).
     """
     base_dir, sandbox_dir = images_dir / "base", images_dir / "sandbox"
+    proxy_dir = images_dir / "proxy"
     needed = ["Dockerfile", "packages.txt", "dpkg-excludes.cfg"]
-    for path in [*(base_dir / name for name in needed), sandbox_dir / "Dockerfile"]:
+    on_base = [sandbox_dir / "Dockerfile", proxy_dir / "Dockerfile", proxy_dir / "runner-proxy"]
+    for path in [*(base_dir / name for name in needed), *on_base]:
         if not path.is_file():
             raise InputError(f"{path} is missing", hint="run from the root of a runner checkout")
     replaced: list[Image] = []
@@ -80,19 +85,14 @@ def build_images(
                 _bootstrap_base(client, base_dir, labels, progress, apt_sources)
         base_id = str(client.images.get(BASE_TAG).attrs["Id"])
         # Chaining the base's id (not only its hash) makes any rebuilt base, forced or
-        # built by another tool, rebuild the sandbox on top of it.
-        sandbox_hash = _recipe_hash(sandbox_dir, base_id)
-        sandbox = _reusable(client, SANDBOX_TAG, sandbox_hash, force, replaced)
-        if sandbox is None:
-            # LABEL runner.image=1 comes from the base; each label is one more build step
-            # (about 1.5 s on fuse-overlayfs), so only the hash is added here.
-            _docker_build(
-                client, sandbox_dir, SANDBOX_TAG, {HASH_LABEL: sandbox_hash}, force, progress
-            )
-        sandbox_id = str(client.images.get(SANDBOX_TAG).attrs["Id"])
+        # built by another tool, rebuild the images on top of it.
+        built_on = [
+            _on_base(client, folder, tag, base_id, force, replaced, progress)
+            for folder, tag in ((sandbox_dir, SANDBOX_TAG), (proxy_dir, PROXY_TAG))
+        ]
         # Children before parents, or Docker refuses to remove the old base.
         for old in reversed(replaced):
-            if old.attrs["Id"] not in (base_id, sandbox_id):
+            if old.attrs["Id"] not in (base_id, *(info.id for info in built_on)):
                 with contextlib.suppress(docker.errors.APIError):  # still used: it stays
                     old.remove()
     except docker.errors.APIError as exc:
@@ -102,10 +102,26 @@ def build_images(
             f"cannot reach Docker to build the images: {exc}",
             hint="is the Docker daemon running and reachable (`docker info`)?",
         ) from exc
-    return [
-        ImageInfo(BASE_TAG, base_id, built=base is None),
-        ImageInfo(SANDBOX_TAG, sandbox_id, built=sandbox is None),
-    ]
+    return [ImageInfo(BASE_TAG, base_id, built=base is None), *built_on]
+
+
+def _on_base(
+    client: docker.DockerClient,
+    folder: Path,
+    tag: str,
+    base_id: str,
+    force: bool,
+    replaced: list[Image],
+    progress: Callable[[str], None],
+) -> ImageInfo:
+    """Build (or reuse) an image whose Dockerfile starts FROM runner/base:1."""
+    recipe = _recipe_hash(folder, base_id)
+    image = _reusable(client, tag, recipe, force, replaced)
+    if image is None:
+        # LABEL runner.image=1 comes from the base; each label is one more build step
+        # (about 1.5 s on fuse-overlayfs), so only the hash is added here.
+        _docker_build(client, folder, tag, {HASH_LABEL: recipe}, force, progress)
+    return ImageInfo(tag, str(client.images.get(tag).attrs["Id"]), built=image is None)
 
 
 def _recipe_hash(folder: Path, *extra: str) -> str:

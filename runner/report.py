@@ -67,6 +67,23 @@ def _mem(n: int | None) -> str:
     return f"{n / 1024**2:.0f} MiB" if n else "-"
 
 
+_DENIALS_SHOWN = 5  # per task; the result JSON has them all
+
+
+def _print_denials(result: RunResult, console: Console) -> None:
+    """Connections the egress proxy refused, per task (network: allowlist)."""
+    for t in result.tasks:
+        if not t.denials:
+            continue
+        shown = [f"{d.host}:{d.port}" if d.port else d.host for d in t.denials[:_DENIALS_SHOWN]]
+        more = len(t.denials) - len(shown)
+        tail = f" and {more} more (see result.json)" if more else ""
+        console.print(
+            f"[yellow]task {t.id}: egress denied {len(t.denials)}x:[/] {', '.join(shown)}{tail}",
+            soft_wrap=True,
+        )
+
+
 def print_summary(result: RunResult, console: Console) -> None:
     table = Table(title=f"run {result.run_id}: {result.status.value}", title_justify="left")
     for col in ("wave", "task", "status", "exit", "time", "cpu", "peak mem", "files", "reason"):
@@ -87,6 +104,7 @@ def print_summary(result: RunResult, console: Console) -> None:
     console.print(table)
     for w in result.waves:
         console.print(f"wave {w.index}: verify {w.verify or 'not reached'}")
+    _print_denials(result, console)
     iso = result.isolation
     if iso is not None:
         if iso.unchanged:

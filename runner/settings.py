@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,5 +30,22 @@ class Settings(BaseSettings):
     """Seconds any one Docker API call may take (a task's own run has its plan timeout)."""
     keep_workspaces: bool = False
     """Keep each task's clone after the run (they are removed once collected)."""
+    egress_network: str | None = None
+    """An existing Docker network the egress proxies of `network: allowlist` reach the
+    outside through (never removed by the runner); default: a bridge per run, made and
+    removed by the run. Tests put servers of their own on it."""
+    egress_dns: list[str] | None = None
+    """Resolvers (IP addresses, JSON list) the egress proxies look allowed names up with;
+    default: the daemon's. Sandboxes never resolve names themselves."""
     log_format: Literal["auto", "console", "json"] = "auto"
     """auto: readable on a terminal, JSON lines elsewhere."""
+
+    @field_validator("egress_dns")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            try:
+                ip_address(item)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address") from None
+        return value

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runner.core.policy import Policy
+from runner.core.policy import AllowRule, Policy
+from runner.core.results import Denial
+from runner.errors import SandboxError
 
 Role = Literal["task", "verify", "collect"]
 
@@ -58,6 +61,21 @@ class Execution:
     metrics_source: str | None = None
     disk_exceeded: bool = False
     """Stopped for writing more than the policy's `disk`."""
+    address: str | None = None
+    """The sandbox's address on its network while it ran (allowlist sandboxes: the client
+    address the egress proxy logs)."""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """How an `allowlist` sandbox gets out: the network it joins and its proxy there."""
+
+    network: str
+    """Internal network (no route out) the sandbox joins."""
+    proxy: str
+    """http://ADDRESS:PORT of the egress proxy on that network."""
+    container: str
+    """The proxy's name in the backend (its log holds the denials)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,25 @@ class SandboxBackend(abc.ABC):
     @abc.abstractmethod
     def create_network(self, run_id: str) -> str:
         """A network for `open` policies of this run; returns its name."""
+
+    def gateway(self, run_id: str, allow: Sequence[AllowRule]) -> Gateway:
+        """The run's egress gateway for this allowlist, made on first use (thread-safe).
+
+        Sandboxes with other allowlists get other gateways; cleanup(run_id) removes them.
+
+        Raises:
+            SandboxError: the backend has no egress proxy, or it could not be started.
+        """
+        raise SandboxError(f"{type(self).__name__} has no egress proxy for network: allowlist")
+
+    def denials(self, gateway: Gateway, address: str, since: float, until: float) -> list[Denial]:
+        """What the gateway's proxy refused to the sandbox at `address` between two times
+        (seconds since the epoch).
+
+        Raises:
+            SandboxError: the proxy's log could not be read.
+        """
+        return []
 
     @abc.abstractmethod
     def cleanup(self, run_id: str | None = None) -> int:

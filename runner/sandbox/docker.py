@@ -9,7 +9,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,9 +21,13 @@ import structlog
 from docker.models.containers import Container
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from runner.core.policy import AllowRule
+from runner.core.results import Denial
 from runner.errors import SandboxError
+from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
-from runner.sandbox.base import Collected, Execution, SandboxBackend, SandboxSpec
+from runner.sandbox.base import Collected, Execution, Gateway, SandboxBackend, SandboxSpec
+from runner.sandbox.egress import EgressProxies
 from runner.sandbox.logpump import METRICS_MARK, LogPump
 from runner.sandbox.options import BUNDLE, OUT, container_options
 
@@ -78,10 +82,19 @@ def script_text(name: str) -> str:
 
 
 class DockerBackend(SandboxBackend):
-    def __init__(self, client: docker.DockerClient, collector_image: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        collector_image: str,
+        *,
+        proxy_image: str = PROXY_TAG,
+        egress_network: str | None = None,
+        egress_dns: Sequence[str] | None = None,
+    ) -> None:
         self.client = client
         # The collector uses the runner's own image: it has git even when a task's image has not.
         self.collector_image = collector_image
+        self.egress = EgressProxies(client, proxy_image, egress_network, egress_dns)
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, spec: SandboxSpec) -> Execution:
@@ -90,12 +103,14 @@ class DockerBackend(SandboxBackend):
         log_path = spec.state / f"{spec.role}.log"
         container = self._create(spec)
         pump = LogPump(log_path, spec.policy.max_log)
-        timed_out, stats = False, None
+        timed_out, stats, address = False, None, None
         try:
             # Attached before the start, so the stream carries every byte from the first.
             stream = _call(container.attach, stdout=True, stderr=True, stream=True, logs=False)
             started = time.monotonic()
             _call(container.start)
+            if spec.proxy and spec.network:  # the client address its proxy logs
+                address = _address(container, spec.network)
             reader = threading.Thread(target=_drain, args=(pump, stream), daemon=True)
             reader.start()
             try:
@@ -115,7 +130,9 @@ class DockerBackend(SandboxBackend):
         cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
         if source is None and stats is not None:
             cpu, mem, source = stats
-        return Execution(code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source)
+        return Execution(
+            code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source, address=address
+        )
 
     def _create(self, spec: SandboxSpec) -> Container:
         opts = container_options(spec)
@@ -229,6 +246,12 @@ class DockerBackend(SandboxBackend):
         )
         return name
 
+    def gateway(self, run_id: str, allow: Sequence[AllowRule]) -> Gateway:
+        return self.egress.gateway(run_id, allow)
+
+    def denials(self, gateway: Gateway, address: str, since: float, until: float) -> list[Denial]:
+        return self.egress.denials(gateway, address, since, until)
+
     def cleanup(self, run_id: str | None = None) -> int:
         if run_id is not None:
             n = self._remove_containers([f"{L.RUN}={run_id}"])
@@ -300,10 +323,16 @@ def _read_small(path: Path) -> str:
         return ""
 
 
+def _address(container: Container, network: str) -> str | None:
+    _call(container.reload)
+    nets = container.attrs["NetworkSettings"]["Networks"] or {}
+    return str(nets.get(network, {}).get("IPAddress") or "") or None
+
+
 def _as_collector(spec: SandboxSpec, image: str) -> SandboxSpec:
     from dataclasses import replace
 
-    return replace(spec, role="collect", image=image, env={}, network=None, timeout=300)
+    return replace(spec, role="collect", image=image, env={}, network=None, proxy=None, timeout=300)
 
 
 def _chown(path: Path, uid: int, gid: int) -> None:

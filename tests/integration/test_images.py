@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
-from runner.images import BASE_TAG, HASH_LABEL, SANDBOX_TAG, ImageInfo, build_images
+from runner.images import BASE_TAG, HASH_LABEL, PROXY_TAG, SANDBOX_TAG, ImageInfo, build_images
 
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 
@@ -36,13 +37,13 @@ def run(client: docker.DockerClient, *argv: str, cache_volume: str | None = None
     return output.decode().strip()
 
 
-def test_second_build_reuses_both_images(
+def test_second_build_reuses_every_image(
     client: docker.DockerClient, built: list[ImageInfo]
 ) -> None:
     again = build_images(client, IMAGES_DIR, progress=lambda line: None)
 
-    assert [info.tag for info in again] == [BASE_TAG, SANDBOX_TAG]
-    assert [info.built for info in again] == [False, False]
+    assert [info.tag for info in again] == [BASE_TAG, SANDBOX_TAG, PROXY_TAG]
+    assert [info.built for info in again] == [False, False, False]
     assert [info.id for info in again] == [info.id for info in built]
 
 
@@ -54,7 +55,7 @@ def test_images_carry_the_runner_labels(
         assert labels["runner.image"] == "1"
         assert labels[HASH_LABEL].startswith("sha256:")
     hashes = {client.images.get(info.tag).labels[HASH_LABEL] for info in built}
-    assert len(hashes) == 2  # the sandbox's own hash, not the one inherited from the base
+    assert len(hashes) == 3  # each image's own hash, not the one inherited from the base
 
 
 def test_sandbox_runs_as_uid_10001_in_work_with_home(
@@ -105,4 +106,18 @@ def test_compose_file_is_accepted_by_docker_compose() -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert set(proc.stdout.split()) == {"base", "sandbox"}
+    assert set(proc.stdout.split()) == {"base", "sandbox", "proxy"}
+
+
+def test_proxy_has_squid_and_runs_as_its_account(
+    client: docker.DockerClient, built: list[ImageInfo]
+) -> None:
+    image = client.images.get(PROXY_TAG)
+    assert image.attrs["Config"]["User"] == "13:13"
+    out = client.containers.run(
+        PROXY_TAG, ["-v"], entrypoint=["squid"], network_mode="none", remove=True
+    )
+    assert isinstance(out, bytes) and b"Squid Cache: Version 5." in out
+    # Without a config it refuses to start, saying what is missing.
+    with pytest.raises(docker.errors.ContainerError, match="RUNNER_PROXY_CONF"):
+        client.containers.run(PROXY_TAG, network_mode="none", remove=True, stderr=True)

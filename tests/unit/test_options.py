@@ -206,3 +206,21 @@ def test_cache_environment_only_with_a_mounted_cache(spec: SandboxSpec) -> None:
 
 def test_options_are_pure(spec: SandboxSpec) -> None:
     assert container_options(spec) == container_options(spec)
+
+
+def test_allowlist_sandbox_joins_its_gateway_and_gets_the_proxy(spec: SandboxSpec) -> None:
+    from runner.core.policy import AllowRule
+
+    policy = Policy(network="allowlist", allow=[AllowRule(host="api.example.test")])
+    allow = replace(spec, policy=policy, network="runner-r1-egress-k", proxy="http://10.9.0.2:3128")
+    opts = container_options(allow)
+    assert opts["network"] == "runner-r1-egress-k"
+    assert "network_mode" not in opts
+    env = opts["environment"]
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[name] == "http://10.9.0.2:3128"
+    assert "dns" not in opts  # names are the proxy's to resolve
+    # The collector of the same task: no network, no proxy.
+    collect = container_options(replace(allow, role="collect"))
+    assert collect["network_mode"] == "none" and "network" not in collect
+    assert "HTTP_PROXY" not in collect["environment"]

@@ -50,3 +50,19 @@ def test_summary_names_the_branch_and_a_changed_checkout() -> None:
     out = console.export_text()
     assert "your checkout CHANGED during the run: head" in out
     assert "integration branch: runner/r1/integration" in out
+
+
+def test_summary_lists_a_tasks_egress_denials() -> None:
+    from runner.core.results import Denial
+
+    result = _result()
+    result.tasks[1].denials = [
+        Denial(time=f"2026-01-01T00:00:0{i}+00:00", host=f"h{i}.example.test", port=443)
+        for i in range(7)
+    ]
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    print_summary(result, console)
+    out = console.export_text()
+    assert "task api: egress denied 7x: h0.example.test:443, h1.example.test:443" in out
+    assert "h4.example.test:443 and 2 more (see result.json)" in out
+    assert "task db:" not in out  # no denials, no line

@@ -70,3 +70,18 @@ def test_arguments_win_over_the_environment(clean_env: pytest.MonkeyPatch) -> No
 def test_settings_are_frozen(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="frozen"):
         Settings().keep_workspaces = True  # type: ignore[misc]
+
+
+def test_egress_settings(clean_env: pytest.MonkeyPatch) -> None:
+    assert Settings().egress_network is None
+    assert Settings().egress_dns is None
+    clean_env.setenv("RUNNER_EGRESS_NETWORK", "my-egress")
+    clean_env.setenv("RUNNER_EGRESS_DNS", '["10.0.0.53", "fd00::53"]')
+    s = Settings()
+    assert (s.egress_network, s.egress_dns) == ("my-egress", ["10.0.0.53", "fd00::53"])
+
+
+def test_egress_dns_must_be_addresses(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("RUNNER_EGRESS_DNS", '["resolver.example.test"]')
+    with pytest.raises(ValidationError, match="is not an IP address"):
+        Settings()
