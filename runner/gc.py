@@ -26,11 +26,14 @@ def _run_alive(run_dir: Path) -> bool:
 
 
 def stale_state(root: Path) -> list[Path]:
-    """Workspaces and scratch dirs of runs whose owner is gone (logs and results are kept)."""
+    """Workspaces, scratch dirs and object stores of runs whose owner is gone (logs and results
+    are kept)."""
     found = []
     for run_dir in sorted((root / "runs").glob("*")):
         if _run_alive(run_dir):
             continue
+        if (run_dir / "objects").exists():  # `objects: reachable` stores (a copy of history)
+            found.append(run_dir / "objects")
         for sub in ("tasks", "verify"):
             for task_dir in (run_dir / sub).glob("*"):
                 found += [

@@ -59,11 +59,13 @@ def test_gc_removes_workspaces_of_dead_runs_and_keeps_their_logs(tmp_path: Path)
     for task_dir in (dead, alive):
         (task_dir / "work").mkdir(parents=True)
         (task_dir / "task.log").write_text("log\n")
+        (task_dir.parent.parent / "objects" / ("a" * 40) / "pack").mkdir(parents=True)
     owner = {"pid": os.getpid(), "host": socket.gethostname()}
     (runs / "live-run" / "owner.json").write_text(json.dumps(owner))
     (runs / "dead-run" / "owner.json").write_text(json.dumps(owner | {"pid": 999999999}))
     proc = runner_cli("gc", "--repo", str(repo))
     assert proc.returncode == 0, proc.stderr
-    assert "removed 1 stale workspace dir(s)" in proc.stdout
+    assert "removed 2 stale workspace dir(s)" in proc.stdout
     assert not (dead / "work").exists() and (dead / "task.log").exists()
-    assert (alive / "work").exists()
+    assert not (runs / "dead-run" / "objects").exists()
+    assert (alive / "work").exists() and (runs / "live-run" / "objects").exists()
