@@ -52,6 +52,7 @@ def objects_for(
         return git.common_dir(repo) / "objects"
     if not _SHA.fullmatch(commit):
         raise ValueError(f"not a full commit id: {commit!r}")
+    cache_dir = cache_dir.absolute()  # git runs in the repo: a relative path would move
     cache_dir.mkdir(parents=True, exist_ok=True)
     store = cache_dir / commit
     with _locked(cache_dir / f"{commit}.lock"):
@@ -94,15 +95,47 @@ def _build_store(repo: Path, commit: str, cache_dir: Path, store: Path) -> None:
             str(pack / "pack"),
             input="".join(f"{r}\n" for r in revs).encode(),
         )
+        _commit_graph(repo, commit, tmp, base)
         # Readable by the sandbox's uid through the read-only bind mount.
-        for path in (tmp, pack):
-            path.chmod(0o755)
-        for path in pack.iterdir():
-            path.chmod(0o444)
+        for sub in (pack, tmp / "info"):
+            sub.chmod(0o755)
+            for path in sub.iterdir():
+                path.chmod(0o444)
+        tmp.chmod(0o755)
         tmp.rename(store)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _commit_graph(repo: Path, commit: str, store: Path, base: Path | None) -> None:
+    """A commit-graph of commit's history in the store, as the repo's own store has one.
+
+    Without it a walk of the whole history in the sandbox (`git log`, `rev-list --count`)
+    was about 10x slower (0.35 s against 0.03 s of CPU on 50,000 commits). Best effort:
+    git writes none for a shallow repo, and a store works without it. A later wave links
+    its ancestor's graph: commits missing from a graph are read from the packs.
+    """
+    info = store / "info"
+    info.mkdir()
+    if base is not None:
+        if (base / "info" / "commit-graph").exists():
+            _link_or_copy(base / "info" / "commit-graph", info / "commit-graph")
+        return
+    git.git(
+        repo,
+        "commit-graph",
+        "write",
+        "--no-progress",
+        "--object-dir",
+        str(store),
+        "--stdin-commits",
+        input=f"{commit}\n".encode(),
+        # The store must be one of the repo's object dirs to be written to; replace refs
+        # would make git write no graph at all.
+        env={"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(store), "GIT_NO_REPLACE_OBJECTS": "1"},
+        check=False,
+    )
 
 
 def _built_ancestor(repo: Path, commit: str, cache_dir: Path) -> Path | None:

@@ -52,6 +52,19 @@ def stored(store: Path) -> set[str]:
     return ids
 
 
+def graph_commits(store: Path) -> set[str]:
+    """The commit ids a commit-graph file lists (its OID Lookup chunk; gitformat-commit-graph)."""
+    data = (store / "info" / "commit-graph").read_bytes()
+    assert data[:4] == b"CGPH"
+    chunks = {
+        data[at : at + 4]: int.from_bytes(data[at + 4 : at + 12], "big")
+        for at in range(8, 8 + 12 * data[6], 12)
+    }
+    count = int.from_bytes(data[chunks[b"OIDF"] + 255 * 4 : chunks[b"OIDF"] + 256 * 4], "big")
+    start = chunks[b"OIDL"]
+    return {data[start + 20 * i : start + 20 * (i + 1)].hex() for i in range(count)}
+
+
 def test_all_is_the_repos_own_object_store(repo: Path, tmp_path: Path) -> None:
     head = git(repo, "rev-parse", "HEAD")
     got = workspace.objects_for(repo, head, "all", tmp_path / "stores")
@@ -67,8 +80,11 @@ def test_reachable_store_holds_exactly_the_commits_history(repo: Path, tmp_path:
     other = git(repo, "rev-parse", "other")
     assert other not in stored(store)
     assert git(repo, "rev-parse", "other:secret.txt") not in stored(store)
-    # Nothing else in it: no alternates back to the repo, no loose objects.
-    assert sorted(p.name for p in store.iterdir()) == ["pack"]
+    # Nothing else in it: no alternates back to the repo, no loose objects; and a commit-graph
+    # of exactly its commits.
+    assert sorted(p.name for p in store.iterdir()) == ["info", "pack"]
+    assert [p.name for p in (store / "info").iterdir()] == ["commit-graph"]
+    assert graph_commits(store) == set(git(repo, "rev-list", head).split())
 
 
 def test_a_clone_borrowing_the_store_works_and_sees_no_other_branch(
@@ -94,6 +110,7 @@ def test_a_descendant_reuses_an_ancestors_store_and_stays_exact(repo: Path, tmp_
     assert stored(second) == reachable(repo, head)
     inodes = {p.stat().st_ino for p in (second / "pack").iterdir()}
     assert {p.stat().st_ino for p in (first / "pack").iterdir()} <= inodes  # linked, not redone
+    assert graph_commits(second) == graph_commits(first)  # linked: the new commit is in a pack
     # A commit that does not descend from it gets none of its packs (and no extra objects).
     other = git(repo, "rev-parse", "other")
     third = workspace.objects_for(repo, other, "reachable", stores)
@@ -107,6 +124,7 @@ def test_replace_refs_do_not_change_what_is_stored(repo: Path, tmp_path: Path) -
     store = workspace.objects_for(repo, head, "reachable", tmp_path / "stores")
     assert stored(store) == reachable(repo, head)
     assert git(repo, "rev-parse", "other") not in stored(store)
+    assert graph_commits(store) == set(git(repo, "--no-replace-objects", "rev-list", head).split())
 
 
 def test_workers_asking_for_one_commit_at_once_share_one_build(repo: Path, tmp_path: Path) -> None:
@@ -134,11 +152,10 @@ def test_workers_asking_for_one_commit_at_once_share_one_build(repo: Path, tmp_p
 
 def test_the_store_is_readable_by_another_uid(repo: Path, tmp_path: Path) -> None:
     store = workspace.objects_for(repo, git(repo, "rev-parse", "HEAD"), "reachable", tmp_path)
-    assert (store.stat().st_mode & 0o777, (store / "pack").stat().st_mode & 0o777) == (
-        0o755,
-        0o755,
-    )
-    assert {p.stat().st_mode & 0o777 for p in (store / "pack").iterdir()} == {0o444}
+    dirs = (store, store / "pack", store / "info")
+    assert {d.stat().st_mode & 0o777 for d in dirs} == {0o755}
+    files = [*(store / "pack").iterdir(), *(store / "info").iterdir()]
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o444}
 
 
 def test_a_failed_build_leaves_nothing_under_the_commits_name(repo: Path, tmp_path: Path) -> None:
