@@ -10,6 +10,8 @@ measures medians over --rounds rounds, `all` and `reachable` interleaved:
            are linked, only what the commits since add is packed)
   again    objects_for(HEAD) when HEAD's store exists (every further task of that wave)
   4 at once  four threads asking for HEAD at once in a fresh run (one builds, three wait)
+  walk     `git rev-list --count HEAD` on the host in a clone borrowing the store (a walk of
+           all history: the repo's commit-graph against the store's)
   sandbox  make_clone + DockerBackend.execute of a task running `git rev-list --count HEAD &&
            git status` on its clone, with the store mounted at /objects (what the task pays
            to read history through each store)
@@ -23,6 +25,7 @@ Run: .venv/bin/python bench/objects.py [--rounds 5] [--keep DIR]
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import shutil
 import statistics
@@ -63,6 +66,12 @@ def seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def child_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: the git commands."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 class Bench:
     def __init__(self, repo: Path, scratch: Path, backend: DockerBackend, run_id: str) -> None:
         self.repo, self.scratch, self.backend, self.run_id = repo, scratch, backend, run_id
@@ -71,6 +80,7 @@ class Bench:
         self.near = run_git(repo, "rev-parse", "HEAD~10")
         self.policy = load_policy(ROOT / "policies" / "default.yaml")
         self.samples: dict[str, dict[Mode, list[float]]] = {}
+        self.cpu: dict[str, dict[Mode, list[float]]] = {}
         self.count = 0
 
     def fresh(self) -> Path:
@@ -78,20 +88,29 @@ class Bench:
         self.count += 1
         return self.scratch / f"stores{self.count}"
 
-    def add(self, what: str, mode: Mode, value: float) -> None:
+    def add(self, what: str, mode: Mode, value: float, cpu: float | None = None) -> None:
         self.samples.setdefault(what, {}).setdefault(mode, []).append(value)
+        if cpu is not None:
+            self.cpu.setdefault(what, {}).setdefault(mode, []).append(cpu)
+
+    def measure(self, what: str, mode: Mode, fn: Callable[[], object]) -> None:
+        """Wall time and the CPU time of the git commands fn ran (a load-proof figure)."""
+        c0 = child_cpu()
+        wall = seconds(fn)
+        self.add(what, mode, wall, child_cpu() - c0)
 
     def round(self, mode: Mode) -> None:
         objects_for = workspace.objects_for
         cold = self.fresh()
-        self.add("store", mode, seconds(lambda: objects_for(self.repo, self.head, mode, cold)))
-        self.add("again", mode, seconds(lambda: objects_for(self.repo, self.head, mode, cold)))
-        self.add("sandbox", mode, self.sandbox(objects_for(self.repo, self.head, mode, cold)))
+        self.measure("store", mode, lambda: objects_for(self.repo, self.head, mode, cold))
+        self.measure("again", mode, lambda: objects_for(self.repo, self.head, mode, cold))
+        self.walk(mode, objects_for(self.repo, self.head, mode, cold))
+        self.sandbox(mode, objects_for(self.repo, self.head, mode, cold))
         old = self.fresh()
-        self.add("old", mode, seconds(lambda: objects_for(self.repo, self.old, mode, old)))
+        self.measure("old", mode, lambda: objects_for(self.repo, self.old, mode, old))
         wave = self.fresh()
         objects_for(self.repo, self.near, mode, wave)
-        self.add("wave 2", mode, seconds(lambda: objects_for(self.repo, self.head, mode, wave)))
+        self.measure("wave 2", mode, lambda: objects_for(self.repo, self.head, mode, wave))
         self.add("4 at once", mode, self.at_once(mode, self.fresh()))
         for path in (cold, old, wave):
             shutil.rmtree(path, ignore_errors=True)
@@ -112,7 +131,17 @@ class Bench:
         shutil.rmtree(stores, ignore_errors=True)
         return took
 
-    def sandbox(self, objects: Path) -> float:
+    def walk(self, mode: Mode, objects: Path) -> None:
+        """`git rev-list --count HEAD` (all 50,000 commits) in a clone borrowing objects."""
+        self.count += 1
+        clone = self.scratch / f"walk{self.count}"
+        run_git(self.scratch, "init", "--quiet", str(clone))
+        (clone / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+        run_git(clone, "update-ref", "HEAD", self.head)
+        self.measure("walk", mode, lambda: run_git(clone, "rev-list", "--count", "HEAD"))
+        shutil.rmtree(clone)
+
+    def sandbox(self, mode: Mode, objects: Path) -> None:
         self.count += 1
         task = f"o{self.count}"
         spec = SandboxSpec(
@@ -136,7 +165,7 @@ class Bench:
             if result.exit_code != 0:
                 log = result.log_path.read_text(errors="replace")
                 raise RuntimeError(f"sandbox {task} exited {result.exit_code}: {log}")
-            return took
+            self.add("sandbox", mode, took, result.cpu_s)
         finally:
             self.backend.destroy(spec)
             workspace.remove(spec.workspace)
@@ -156,12 +185,16 @@ class Bench:
 
 
 def report(bench: Bench, rounds: int) -> None:
-    rows = ("store", "old", "wave 2", "again", "4 at once", "sandbox")
-    print(f"\nmedians of {rounds} rounds, seconds")
-    print(f"{'':<12}{'all':>10}{'reachable':>12}{'difference':>12}")
+    rows = ("store", "old", "wave 2", "again", "4 at once", "walk", "sandbox")
+    print(f"\nmedians of {rounds} rounds, seconds (cpu: of git, or of the sandbox's cgroup)")
+    print(f"{'':<12}{'all':>10}{'reachable':>12}{'all cpu':>10}{'reach. cpu':>12}")
     for what in rows:
-        all_, reach = (statistics.median(bench.samples[what][m]) for m in MODES)
-        print(f"{what:<12}{all_:>10.3f}{reach:>12.3f}{reach - all_:>+12.3f}")
+        wall = [f"{statistics.median(bench.samples[what][m]):.3f}" for m in MODES]
+        cpu = [
+            f"{statistics.median(c):.3f}" if (c := bench.cpu.get(what, {}).get(m)) else "-"
+            for m in MODES
+        ]
+        print(f"{what:<12}{wall[0]:>10}{wall[1]:>12}{cpu[0]:>10}{cpu[1]:>12}")
     print("\nall samples, reachable (s):")
     for what in rows:
         print(f"  {what:<10} " + " ".join(f"{x:.3f}" for x in bench.samples[what]["reachable"]))
