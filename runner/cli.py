@@ -20,7 +20,7 @@ from rich.markup import escape
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
-from runner.errors import InputError, RunnerError
+from runner.errors import InputError, RunnerError, Terminated
 from runner.settings import Settings
 
 app = typer.Typer(
@@ -34,10 +34,6 @@ images_app = typer.Typer(help="The runner's own images (built here; nothing is p
 app.add_typer(images_app, name="images")
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (cleanup runs) but exits 143."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -99,6 +95,8 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
         out.print(f"serialized: {task_id} waits for {after} (overlapping scopes)")
     for overlap in d.overlaps:
         out.print(f"[yellow]overlap (allowed):[/] {overlap.describe()}")
+    for said in prepared.warnings():
+        out.print(f"[bold red]warning:[/] {escape(said)}", soft_wrap=True)
 
 
 @app.command("run")
@@ -113,19 +111,37 @@ def run_cmd(
     live = not json_out and err.is_terminal
     # On a terminal the live table shows progress; logs would tear it, so only warnings show.
     runner_log.configure(settings.log_format, quiet=json_out or live)
-    result = execute(plan, repo, settings, live=live)
+    ended: list[RunResult] = []
+    try:
+        result = execute(plan, repo, settings, live=live, on_end=ended.append)
+    except KeyboardInterrupt:
+        if ended:  # the result document still comes out, saying `interrupted`
+            _report(ended[0], json_out)
+        raise
+    _report(result, json_out)
+    raise typer.Exit(result.exit_code)
+
+
+def _report(result: RunResult, json_out: bool) -> None:
     if json_out:
-        print(result.model_dump_json(indent=2))
+        print(result.model_dump_json(indent=2), flush=True)
     else:
         from runner.report import print_summary
 
         print_summary(result, Console(highlight=False))
-    raise typer.Exit(result.exit_code)
 
 
-def execute(plan: Path, repo: Path, settings: Settings, *, live: bool = False) -> RunResult:
+def execute(
+    plan: Path,
+    repo: Path,
+    settings: Settings,
+    *,
+    live: bool = False,
+    on_end: Callable[[RunResult], None] | None = None,
+) -> RunResult:
     """Load, pre-flight, run and report one plan (shared by `run` and `demo`)."""
     from runner.coordinator import Coordinator, state_root
+    from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result
     from runner.sandbox.docker import DockerBackend, connect
@@ -144,18 +160,21 @@ def execute(plan: Path, repo: Path, settings: Settings, *, live: bool = False) -
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(prepared, backend, root, keep_workspaces=settings.keep_workspaces)
-    try:
-        if live:
-            from runner.progress import LiveProgress
+    with repo_lock(root, coordinator.run_id):
+        try:
+            if live:
+                from runner.progress import LiveProgress
 
-            with LiveProgress(err) as progress:
-                coordinator.observer = progress
+                with LiveProgress(err) as progress:
+                    coordinator.observer = progress
+                    result = coordinator.run()
+            else:
                 result = coordinator.run()
-        else:
-            result = coordinator.run()
-    finally:
-        write_result(coordinator.result)
-        append_usage(coordinator.result, root / "usage.jsonl")
+        finally:
+            write_result(coordinator.result)
+            append_usage(coordinator.result, root / "usage.jsonl")
+            if on_end is not None:
+                on_end(coordinator.result)
     return result
 
 
@@ -167,6 +186,28 @@ def _has_image(client: Any, name: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+@app.command("status")
+@guarded
+def status_cmd(
+    run: Annotated[
+        str, typer.Argument(help="A run id, a unique prefix of one, or `latest`.")
+    ] = "latest",
+    repo: Annotated[Path, typer.Option(help="The git checkout whose run it is.")] = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> None:
+    """A run's state from its journal: each task's state and where its work is (also while
+    another process runs it)."""
+    from runner import git
+    from runner.coordinator import state_root
+    from runner.status import load_status, print_status
+
+    status = load_status(state_root(git.toplevel(repo), Settings().state_dir), run)
+    if json_out:
+        print(json.dumps(status.document(), indent=2), flush=True)
+    else:
+        print_status(status, Console(highlight=False))
 
 
 @app.command("schema")
@@ -211,9 +252,12 @@ def gc_cmd(
         Path | None, typer.Option(help="Also remove stale run state of this repo.")
     ] = None,
     all_runs: Annotated[
-        bool, typer.Option("--all", help="Also runs whose owner is alive.")
+        bool,
+        typer.Option("--all", help="Also runs whose owner is alive; with --caches: every repo's."),
     ] = False,
-    caches: Annotated[bool, typer.Option(help="Also remove the per-task cache volumes.")] = False,
+    caches: Annotated[
+        bool, typer.Option(help="Also remove the cache volumes of --repo (or --all repos).")
+    ] = False,
 ) -> None:
     """Remove what runs left in Docker (by label) and stale workspaces."""
     from runner.gc import collect_garbage

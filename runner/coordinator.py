@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
@@ -10,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from runner import git, names, workspace
+from runner import events, git, names, workspace
+from runner.core.judge import Ending, Limits, judge, printable
 from runner.core.results import (
     IsolationCheck,
     RunResult,
@@ -22,10 +25,13 @@ from runner.core.results import (
     TaskStatus,
     WaveResult,
 )
+from runner.core.runstate import READY
 from runner.core.scope import check_changes
-from runner.errors import RunnerError
+from runner.errors import GitError, RunnerError, Terminated
 from runner.gc import write_owner
+from runner.intake import Intake, bring_home
 from runner.integrate import merge_wave
+from runner.journal import Journal, JournalError
 from runner.preflight import Prepared
 from runner.sandbox import labels
 from runner.sandbox.base import Execution, Role, SandboxBackend, SandboxSpec
@@ -69,7 +75,9 @@ class Coordinator:
         self.network: str | None = None
         self.commits: dict[str, str] = {}  # task -> commit ready to merge
         self.running: set[str] = set()
-        self.interrupted = False
+        self.interrupted: str | None = None
+        """The signal that interrupted the run (SIGINT, SIGTERM)."""
+        self.journal: Journal | None = None
         wave_of = {t: i for i, w in enumerate(p.dispatch.waves, start=1) for t in w}
         self.result = RunResult(
             run_id=self.run_id,
@@ -89,8 +97,13 @@ class Coordinator:
         before = git.snapshot(self.repo)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_owner(self.run_dir)
+        self.journal = Journal.open(names.journal_path(self.run_dir))
+        self._emit("planned", **events.planned(self.prepared, self.result))
         git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
         log.info("run started", run=self.run_id, waves=self.prepared.dispatch.waves)
+        self.result.warnings = self.prepared.warnings()
+        for said in self.result.warnings:
+            log.warning(said)
         if git.is_dirty(self.repo):
             log.warning(
                 "your checkout has uncommitted changes: tasks start from the plan's base "
@@ -107,9 +120,13 @@ class Coordinator:
                 if all(t.status.ok for t in self.result.tasks)
                 else RunStatus.PARTIAL
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if self.interrupted is None:
+                self.interrupted = _signal_name(exc)
+                self._note("interrupted", signal=self.interrupted)
             self.result.status = RunStatus.INTERRUPTED
-            self.result.error = "interrupted; finished work is kept under refs/runner/"
+            self.result.error = f"interrupted by {self.interrupted}; finished work is kept "
+            self.result.error += f"under {names.run_refs(self.run_id)}"
             raise
         except RunnerError as exc:
             self.result.status, self.result.error = RunStatus.ERROR, str(exc)
@@ -118,7 +135,11 @@ class Coordinator:
             self.result.status, self.result.error = RunStatus.ERROR, f"internal error: {exc!r}"
             raise
         finally:
-            self._finish(before, started)
+            try:
+                self._finish(before, started)
+            finally:
+                if self.journal is not None:
+                    self.journal.close()
         return self.result
 
     def _prepare(self) -> None:
@@ -128,7 +149,6 @@ class Coordinator:
                 self.repo, p.base_commit, self.plan.shared, self.run_dir / "shared"
             )
         if any(pol.network == "open" for pol in p.policies.values()):
-            log.warning("a policy opens the network: sandboxes can reach anything the host can")
             self.network = self.backend.create_network(self.run_id)
 
     def _finish(self, before: dict[str, str], started: float) -> None:
@@ -137,9 +157,15 @@ class Coordinator:
         workspace.remove(self.stores)  # no sandbox mounts them any more: a copy of history each
         self.result.integration_commit = git.resolve(self.repo, self.integration_ref)
         if self.result.status is not RunStatus.SUCCESS:
+            ended = self.result.status.value
             for tres in self.result.tasks:
                 if tres.status is TaskStatus.SKIPPED and tres.reason is None:
-                    tres.reason = f"not reached: the run ended {self.result.status.value}"
+                    tres.reason = (
+                        f"ready, not merged: the run ended {ended}; its work is kept at {tres.ref}"
+                        if tres.id in self.commits
+                        else f"not reached: the run ended {ended}"
+                    )
+                    self._note("judged", task=tres.id, status=tres.status, reason=tres.reason)
         after = git.snapshot(self.repo)
         changed = [k for k in before if before[k] != after.get(k)]
         self.result.isolation = IsolationCheck(
@@ -149,6 +175,7 @@ class Coordinator:
             log.error("the user's checkout changed during the run", changed=changed)
         self.result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.result.duration_s = round(time.monotonic() - started, 3)
+        self._note("run_ended", **events.run_ended(self.result, changed))
 
     # -- one wave ------------------------------------------------------------------------------
     def _wave(
@@ -156,17 +183,20 @@ class Coordinator:
     ) -> tuple[str, str | None]:
         wres = WaveResult(index=index, tasks=wave, start_commit=head)
         self.result.waves.append(wres)
+        self._emit("wave_started", wave=index, tasks=wave, start=head)
         runnable = []
         for task_id in wave:
             reason = f"run stopped: {stopped}" if stopped else self._blocked(task_id)
             if reason:
                 self._set(task_id, TaskStatus.SKIPPED, reason)
             else:
+                self._emit("task_queued", task=task_id, wave=index, start=head)
                 runnable.append(task_id)
         self._run_tasks(runnable, head)
 
         ready = [(t, self.commits[t]) for t in wave if t in self.commits]
-        merge = merge_wave(self.repo, head, ready, self.run_id, self.plan.on_conflict == "stop")
+        stop = self.plan.on_conflict == "stop"
+        merge = merge_wave(self.repo, head, ready, self.run_id, stop, start=head)
         for task_id, conflicts in merge.conflicts.items():
             files = sorted({f for c in conflicts for f in c.files})
             self.result.task(task_id).conflicts = conflicts
@@ -179,6 +209,7 @@ class Coordinator:
                 self._set(task_id, TaskStatus.SKIPPED, f"not merged: {stopped} (work kept)")
         if not merge.merged:
             wres.merged_commit = head
+            self._emit("wave_ended", **events.wave_ended(wres))
             return head, stopped
 
         new_head, merged = merge.head, merge.merged
@@ -195,10 +226,12 @@ class Coordinator:
             reason = f"verify red with its work merged (wave {index}); the merge is kept at {kept}"
             self._set(task_id, TaskStatus.VERIFY_FAILED, reason)
         if merged:
+            self._emit("merged", wave=index, tasks=merged, head=new_head, previous=head)
             git.update_ref(self.repo, self.integration_ref, new_head, head)
             for task_id in merged:
                 self._set(task_id, TaskStatus.MERGED, None)
         wres.merged_commit = new_head
+        self._emit("wave_ended", **events.wave_ended(wres))
         if red and self.plan.on_conflict == "stop":
             stopped = f"verify red after wave {index}"
         return new_head, stopped
@@ -210,8 +243,10 @@ class Coordinator:
         log.info("verify red: checking the wave's tasks one by one", wave=index, tasks=task_ids)
         merged: list[str] = []
         red: dict[str, str] = {}
+        start = head  # every task of the wave started here
         for task_id in task_ids:
-            one = merge_wave(self.repo, head, [(task_id, self.commits[task_id])], self.run_id, True)
+            ready = [(task_id, self.commits[task_id])]
+            one = merge_wave(self.repo, head, ready, self.run_id, True, start=start)
             if not one.merged:  # conflicts once a red task before it is left out
                 self.result.task(task_id).conflicts = one.conflicts[task_id]
                 self._set(task_id, TaskStatus.CONFLICT, "merge conflict after isolating verify")
@@ -229,11 +264,12 @@ class Coordinator:
         pool = ThreadPoolExecutor(max_workers=self.plan.concurrency)
         try:
             list(pool.map(lambda t: self._task(t, start), task_ids))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Kill the sandboxes (keeping them) so the workers' waits return now, not at their
             # timeout, and each worker still collects its task's partial work. A second Ctrl-C
             # lands here in shutdown and abandons that; run() then removes everything.
-            self.interrupted = True
+            self.interrupted = _signal_name(exc)
+            self._note("interrupted", signal=self.interrupted)
             self.backend.kill(self.run_id)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -249,9 +285,21 @@ class Coordinator:
 
     def _set(self, task_id: str, status: TaskStatus, reason: str | None) -> None:
         tres = self.result.task(task_id)
-        tres.status, tres.reason = status, reason
+        shown = printable(reason) if reason else None
+        self._emit("judged", task=task_id, status=status, reason=shown)
+        tres.status, tres.reason = status, shown
         log.info("task", task=task_id, status=status.value, reason=reason)
         self._notify()
+
+    # -- the journal: every state change is written (fsync'd) before the runner acts on it ------
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self.journal is not None:
+            self.journal.append(event, **fields)
+
+    def _note(self, event: str, **fields: Any) -> None:
+        """Emit, but never let a broken journal stop cleanup (a kill, the run's end)."""
+        with contextlib.suppress(JournalError):
+            self._emit(event, **fields)
 
     def _notify(self) -> None:
         if self.observer is not None:
@@ -291,6 +339,9 @@ class Coordinator:
         tres.start_commit = start
         spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
         log.info("task started", task=task_id, start=start[:12])
+        name = names.container_name(self.run_id, "task", task_id)
+        where = {"workspace": str(spec.workspace), "container": name}
+        self._emit("task_started", task=task_id, start=start, **where)
         self.running.add(task_id)
         self._notify()
         try:
@@ -311,78 +362,101 @@ class Coordinator:
                 tres.log_path = str(ex.log_path)
                 tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
                 tres.metrics_source = ex.metrics_source
+                self._emit("task_ended", **events.task_ended(task_id, ex))
                 collected = self.backend.collect(spec)
+                self._emit("collected", **events.collected(task_id, collected))
             finally:
                 self.backend.destroy(spec)
             tres.out_path = str(collected.out_dir) if collected.out_dir else None
-            commit = self._bring_home(task_id, start, collected.head, collected.bundle)
+            tres.notes = collected.notes
+            intake = Intake(None, problem=collected.problem)
+            if collected.head is not None and collected.problem is None:
+                intake = bring_home(
+                    self.repo,
+                    start,
+                    collected.head,
+                    collected.bundle,
+                    names.task_ref(self.run_id, task_id),
+                    spec.state,
+                    spec.policy.max_objects,
+                )
         except (RunnerError, OSError) as exc:
             # The workspace stays for inspection: nothing of the task's is thrown away.
             reason = f"runner could not finish this task: {exc}; workspace kept at {spec.workspace}"
             self._set(task_id, TaskStatus.FAILED, reason)
             return
-        # The work is home (fetched under its ref): drop the clone and the scratch dirs,
-        # keep the logs and the copied-out RUNNER_OUT.
+        home = intake.commit is not None
+        if home and intake.commit != start:
+            tres.ref, tres.commit = names.task_ref(self.run_id, task_id), intake.commit
+        tres.files_changed = sorted({c.path for c in intake.changes})
+        kept = tres.ref or (None if home else str(spec.workspace))
+        self._emit("fetched", **events.fetched(self.result, task_id, intake.problem, kept))
+        # Work that is home (under its ref) needs no clone any more; work that is not keeps
+        # its workspace, named in the reason. Logs and the copied-out RUNNER_OUT stay.
         for scratch in ("control", "out", "bundle", "collected"):
-            workspace.remove(spec.state / scratch)
-        if not self.keep_workspaces:
+            if home:
+                workspace.remove(spec.state / scratch)
+        if home and not self.keep_workspaces:
             workspace.remove(spec.workspace)
-        tres.files_changed = git.changed_paths(self.repo, start, commit) if commit != start else []
-        self._judge(task_id, ex, spec)
+        self._judge(
+            task_id,
+            ex,
+            spec,
+            intake.problem,
+            kept=kept,
+        )
 
-    def _judge(self, task_id: str, ex: Execution, spec: SandboxSpec) -> None:
-        """The task's status from how it ended and what it changed."""
+    def _judge(
+        self, task_id: str, ex: Execution, spec: SandboxSpec, problem: str | None, kept: str | None
+    ) -> None:
         tres = self.result.task(task_id)
-        kept = f"; its work is kept at {tres.ref}" if tres.ref else ""
-        if self.interrupted:
-            self._set(task_id, TaskStatus.FAILED, f"interrupted (Ctrl-C){kept}")
-        elif ex.timed_out:
-            self._set(task_id, TaskStatus.TIMEOUT, f"killed after {spec.timeout:g}s{kept}")
-        elif ex.oom_killed:
-            limit = f"{spec.policy.memory / 1024**2:g} MiB"
-            self._set(task_id, TaskStatus.OOM, f"killed by the memory limit ({limit}){kept}")
-        elif ex.exit_code != 0:
-            self._set(task_id, TaskStatus.FAILED, f"exit code {ex.exit_code}{kept}")
-        elif not tres.files_changed:
-            self._set(task_id, TaskStatus.NO_CHANGES, None)
-        elif v := check_changes(
+        violations = check_changes(
             self.prepared.scopes[task_id], tres.files_changed, self.plan.shared
-        ):
-            tres.violations = v.paths()
-            self._set(
-                task_id,
-                TaskStatus.SCOPE_VIOLATION,
-                f"changed paths it may not: {', '.join(v.paths()[:10])}{kept}",
-            )
+        )
+        tres.violations = violations.paths() if violations else []
+        ending = Ending(
+            exit_code=ex.exit_code,
+            timed_out=ex.timed_out,
+            oom_killed=ex.oom_killed,
+            disk_exceeded=ex.disk_exceeded,
+            interrupted=self.interrupted,
+            problem=problem,
+            files_changed=len(tres.files_changed),
+            violations=tuple(tres.violations),
+            kept=kept,
+        )
+        limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
+        status, reason = judge(ending, limits)
+        if status is not None:
+            self._set(task_id, status, reason)
         else:
             assert tres.commit is not None
+            self._emit("judged", task=task_id, status=READY, reason=None, commit=tres.commit)
             self.commits[task_id] = tres.commit
             log.info("task ready", task=task_id, files=len(tres.files_changed))
-
-    def _bring_home(self, task_id: str, start: str, head: str, bundle: Path | None) -> str:
-        """Verify and fetch the task's bundle into its ref; its commit."""
-        tres = self.result.task(task_id)
-        ref = names.task_ref(self.run_id, task_id)
-        if bundle is not None:
-            git.bundle_verify(self.repo, bundle)
-            commit = git.fetch_bundle(self.repo, bundle, names.RESULT_REF, ref)
-        elif head != start and git.has_object(self.repo, head):
-            commit = head  # moved back onto history the host already has
-            git.update_ref(self.repo, ref, commit)
-        else:
-            return start
-        tres.ref, tres.commit = ref, commit
-        return commit
 
     # -- verify --------------------------------------------------------------------------------
     def _verify(self, index: int, commit: str, wres: WaveResult, alone: str = "") -> bool:
         if self.plan.verify is None:
             wres.verify = "skipped"
             return True
-        name = f"verify-wave-{index}" + (f"-{alone}" if alone else "")
+        name = f"wave-{index}" + (f"-{alone}" if alone else "")
         spec = self._spec(name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout)
         policy = self.prepared.policies[""]
-        workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
+        self._emit("verify_started", wave=index, task=alone or None, commit=commit)
+        try:
+            workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
+        except (GitError, OSError) as exc:
+            # The merged tree cannot even be checked out here (a task's paths): red, not a crash.
+            why = f"runner: cannot check out the merged tree for verify: {exc}\n"
+            spec.state.mkdir(parents=True, exist_ok=True)
+            (spec.state / "verify.log").write_text(why)
+            workspace.remove(spec.workspace)
+            red = {"result": "red", "log": str(spec.state / "verify.log")}
+            self._emit("verify_ended", wave=index, task=alone or None, **red)
+            wres.verify, wres.verify_log = "red", str(spec.state / "verify.log")
+            log.warning("verify", wave=index, task=alone or None, result="red", why=why.strip())
+            return False
         try:
             ex = self.backend.execute(spec)
         finally:
@@ -390,6 +464,12 @@ class Coordinator:
             for scratch in ("work", "control", "out", "bundle"):
                 workspace.remove(spec.state / scratch)
         green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
+        ended = {"result": "green" if green else "red", "log": str(ex.log_path)}
+        self._emit("verify_ended", wave=index, task=alone or None, **ended)
         wres.verify, wres.verify_log = ("green" if green else "red"), str(ex.log_path)
         log.info("verify", wave=index, task=alone or None, result=wres.verify)
         return green
+
+
+def _signal_name(exc: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"

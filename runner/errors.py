@@ -46,3 +46,7 @@ class SandboxError(RunnerError):
     """The sandbox backend broke (daemon down, image missing, API fault): not a task result."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (cleanup runs) but exits 143."""

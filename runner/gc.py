@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from runner import git
+from runner import git, names
+from runner.errors import InputError
 from runner.sandbox import labels as L
 from runner.settings import Settings
 
@@ -17,7 +18,8 @@ def write_owner(run_dir: Path) -> None:
     (run_dir / "owner.json").write_text(json.dumps({"pid": owner[L.PID], "host": owner[L.HOST]}))
 
 
-def _run_alive(run_dir: Path) -> bool:
+def run_alive(run_dir: Path) -> bool:
+    """Whether the process that owns a run (its owner.json) still runs."""
     try:
         data = json.loads((run_dir / "owner.json").read_text())
     except (OSError, ValueError):
@@ -25,33 +27,47 @@ def _run_alive(run_dir: Path) -> bool:
     return L.owner_alive({L.PID: str(data.get("pid", 0)), L.HOST: str(data.get("host", ""))})
 
 
-def stale_state(root: Path) -> list[Path]:
-    """Workspaces, scratch dirs and object stores of runs whose owner is gone (logs and results
-    are kept)."""
-    found = []
+def stale_state(repo: Path, root: Path) -> tuple[list[Path], list[Path]]:
+    """Of runs whose owner is gone: (dirs to remove, workspaces kept because their work is
+    not home). Logs and results are always kept.
+
+    A task's workspace (and its collected bundle) goes only once its work is under its ref:
+    a run killed mid-task leaves the only copy of that work there (issue 9).
+    """
+    remove: list[Path] = []
+    kept: list[Path] = []
     for run_dir in sorted((root / "runs").glob("*")):
-        if _run_alive(run_dir):
+        if run_alive(run_dir):
             continue
-        if (run_dir / "objects").exists():  # `objects: reachable` stores (a copy of history)
-            found.append(run_dir / "objects")
-        for sub in ("tasks", "verify"):
-            for task_dir in (run_dir / sub).glob("*"):
-                found += [
-                    task_dir / d
-                    for d in ("work", "control", "bundle", "collected")
-                    if (task_dir / d).exists()
-                ]
-    return found
+        if (run_dir / "objects").exists():  # `objects: reachable` stores: a copy of history
+            remove.append(run_dir / "objects")
+        for task_dir in (run_dir / "verify").glob("*"):
+            remove += [task_dir / d for d in _DIRS if (task_dir / d).exists()]
+        for task_dir in (run_dir / "tasks").glob("*"):
+            home = git.resolve(repo, names.task_ref(run_dir.name, task_dir.name)) is not None
+            for d in _DIRS:
+                path = task_dir / d
+                if path.exists():
+                    (remove if home or d == "control" else kept).append(path)
+    return remove, [p for p in kept if p.name == "work"]
+
+
+_DIRS = ("control", "out", "bundle", "collected", "work")
 
 
 def collect_garbage(
     settings: Settings, repo: Path | None, *, all_runs: bool, caches: bool
 ) -> list[str]:
-    from runner.coordinator import state_root
+    from runner.coordinator import repo_key, state_root
     from runner.sandbox.docker import DockerBackend, connect
 
     client = connect(settings.docker_timeout)
     backend = DockerBackend(client, settings.collector_image)
+    if caches and repo is None and not all_runs:
+        raise InputError(
+            "--caches needs --repo DIR (that repo's caches) or --all (every repo's)",
+            hint="runner gc --caches --repo .",
+        )
     if all_runs:
         runs = {c.labels[L.RUN] for c in client.containers.list(all=True, filters={"label": L.RUN})}
         runs |= {n.attrs["Labels"][L.RUN] for n in client.networks.list(filters={"label": L.RUN})}
@@ -60,10 +76,14 @@ def collect_garbage(
         removed = backend.cleanup(None)
     lines = [f"removed {removed} container(s) and network(s) left by runs"]
     if caches:
-        lines.append(f"removed {backend.remove_caches()} cache volume(s)")
+        key = repo_key(git.toplevel(repo)) if repo is not None and not all_runs else None
+        lines.append(f"removed {backend.remove_caches(key)} cache volume(s)")
     if repo is not None:
-        stale = stale_state(state_root(git.toplevel(repo), settings.state_dir))
+        top = git.toplevel(repo)
+        stale, kept = stale_state(top, state_root(top, settings.state_dir))
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
         lines.append(f"removed {len(stale)} stale workspace dir(s) under {repo}")
+        for path in kept:
+            lines.append(f"kept {path}: its task's work is not under its ref (look, then rm -r)")
     return lines

@@ -127,7 +127,9 @@ def bundle_verify(repo: Path, bundle: Path) -> None:
 
 
 def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
-    """Fetch src from a verified bundle into dest_ref, checking every object (fsck)."""
+    """Fetch src from a bundle (or a repo path) into dest_ref, checking every object (fsck).
+
+    From a repo, only the objects dest_ref needs travel (unlike a bundle's whole pack)."""
     git(
         repo,
         "-c",
@@ -140,6 +142,63 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
         f"+{src}:{dest_ref}",
     )
     return out(repo, "rev-parse", dest_ref)
+
+
+def init_quarantine(path: Path, borrow_from: Path) -> None:
+    """A bare repo of the runner's own that borrows `borrow_from`'s objects (read-only use)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(path.parent, "init", "--quiet", "--bare", "--template=", str(path))
+    (path / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (path / "objects" / "info" / "alternates").write_text(f"{borrow_from}\n")
+
+
+def object_type(repo: Path, oid: str) -> str | None:
+    proc = git(repo, "cat-file", "-t", "--end-of-options", oid, check=False)
+    return _text(proc.stdout).strip() if proc.returncode == 0 else None
+
+
+def object_count(repo: Path) -> int:
+    """Objects stored in the repo itself (loose and packed), not those it borrows."""
+    fields = dict(
+        line.split(": ", 1)
+        for line in out(repo, "count-objects", "-v").splitlines()
+        if ": " in line
+    )
+    return int(fields.get("count", 0)) + int(fields.get("in-pack", 0))
+
+
+def is_ancestor(repo: Path, old: str, new: str) -> bool:
+    return git(repo, "merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+
+
+def rev_list(repo: Path, *revs: str) -> list[str]:
+    return out(repo, "rev-list", *revs, "--").split()
+
+
+def present(repo: Path, oids: list[str]) -> list[str]:
+    """Which of these objects the repo already has."""
+    if not oids:
+        return []
+    data = git(repo, "cat-file", "--batch-check=%(objectname)", input="\n".join(oids).encode())
+    lines = _text(data.stdout).splitlines()
+    return [line for line in lines if line and not line.endswith(" missing")]
+
+
+def refs_containing(repo: Path, commit: str, limit: int = 3) -> list[str]:
+    raw = out(repo, "for-each-ref", "--format=%(refname)", f"--contains={commit}")
+    return raw.split()[:limit]
+
+
+def changes(repo: Path, old: str, new: str) -> list[tuple[str, str, str]]:
+    """(path, old mode, new mode) of every path that differs between two commits."""
+    raw = _text(git(repo, "diff-tree", "-r", "-z", "--no-renames", old, new).stdout)
+    parts = raw.split("\0")
+    found = []
+    for meta, path in zip(parts[0::2], parts[1::2], strict=False):
+        fields = meta.lstrip(":").split()
+        if len(fields) >= 2 and path:
+            found.append((path, fields[0], fields[1]))
+    return sorted(found)
 
 
 def update_ref(repo: Path, ref: str, new: str, old: str | None = None) -> None:
@@ -156,8 +215,12 @@ class MergeOutcome:
         return self.tree is not None and not self.conflicts
 
 
-def merge_tree(repo: Path, ours: str, theirs: str) -> MergeOutcome:
-    """Merge two commits in memory (no index, no work tree): the tree or the conflicted files."""
+def merge_tree(repo: Path, ours: str, theirs: str, base: str | None = None) -> MergeOutcome:
+    """Merge two commits in memory (no index, no work tree): the tree or the conflicted files.
+
+    base: the merge base to use instead of the one git would pick from the commits' history
+    (a task's history is its own to shape; its start commit is the base it was checked on).
+    """
     proc = git(
         repo,
         "merge-tree",
@@ -165,6 +228,7 @@ def merge_tree(repo: Path, ours: str, theirs: str) -> MergeOutcome:
         "--name-only",
         "-z",
         "--no-messages",
+        *([f"--merge-base={base}"] if base else []),
         ours,
         theirs,
         check=False,

@@ -21,29 +21,36 @@ class WaveMerge:
     """The task whose conflict stopped the wave (on_conflict: stop)."""
 
 
-def pairwise(repo: Path, commits: dict[str, str]) -> dict[tuple[str, str], list[str]]:
+def pairwise(repo: Path, commits: dict[str, str], base: str) -> dict[tuple[str, str], list[str]]:
     """Conflicting files for every pair of a wave's task commits (merge-tree, no work tree)."""
     ids = list(commits)
     found = {}
     for i, a in enumerate(ids):
         for b in ids[i + 1 :]:
-            outcome = git.merge_tree(repo, commits[a], commits[b])
+            outcome = git.merge_tree(repo, commits[a], commits[b], base)
             if not outcome.clean:
                 found[(a, b)] = outcome.conflicts
     return found
 
 
 def merge_wave(
-    repo: Path, head: str, ready: Sequence[tuple[str, str]], run_id: str, stop_on_conflict: bool
+    repo: Path,
+    head: str,
+    ready: Sequence[tuple[str, str]],
+    run_id: str,
+    stop_on_conflict: bool,
+    start: str,
 ) -> WaveMerge:
     """Merge (task, commit) pairs in order onto head; a conflicting task is left out.
 
-    Each merge is a real two-parent commit, so history shows which task brought what.
+    Each merge is a real two-parent commit, so history shows which task brought what. The
+    merge base is the tasks' start commit, never one git finds in a task's history: what is
+    applied is exactly start..commit, the change the scope check judged (issue 11).
     """
-    pairs = pairwise(repo, dict(ready))
+    pairs = pairwise(repo, dict(ready), start)
     result = WaveMerge(head)
     for task_id, commit in ready:
-        outcome = git.merge_tree(repo, result.head, commit)
+        outcome = git.merge_tree(repo, result.head, commit, start)
         if outcome.tree is None:
             result.conflicts[task_id] = _explain(task_id, outcome.conflicts, result.merged, pairs)
             if stop_on_conflict:

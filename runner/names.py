@@ -37,6 +37,11 @@ def run_dir(state_root: Path, run_id: str) -> Path:
     return state_root / "runs" / run_id
 
 
+def journal_path(run_dir: Path) -> Path:
+    """The run's append-only event journal (runner/journal.py)."""
+    return run_dir / "journal.jsonl"
+
+
 def sandbox_dir(run_dir: Path, role: str, name: str) -> Path:
     """A sandbox's host state (scripts, log, copied-out files): tasks/<id> or verify/<name>."""
     return run_dir / ("tasks" if role in ("task", "collect") else "verify") / name

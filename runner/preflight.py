@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runner import git
 from runner.core.plan import PlanDoc
-from runner.core.policy import Policy, load_policy
+from runner.core.policy import Policy, load_policy, warnings
 from runner.core.scope import Scope
 from runner.core.waves import Dispatch, dispatch, find_cycle
 from runner.errors import InputError, PlanError
@@ -29,6 +29,14 @@ class Prepared:
     """Per task id, and "" for the plan's default (verify)."""
     env: dict[str, dict[str, str]]
     """Per task id: the passed-through variables' values (never logged)."""
+
+    def warnings(self) -> list[str]:
+        """Loud notes on the policies in use (weakened sandboxes, an open network)."""
+        users: dict[str, list[str]] = {}
+        for key, policy in self.policies.items():
+            for said in warnings(policy):
+                users.setdefault(said, []).append(key or "verify")
+        return [f"{said} (used by: {', '.join(who)})" for said, who in users.items()]
 
     @property
     def images(self) -> set[str]:
@@ -113,7 +121,7 @@ def preflight(
                 continue
         policies[key] = loaded[name]
     if problems:
-        raise PlanError(problems)
+        raise PlanError(list(dict.fromkeys(problems)))  # a policy used twice is said once
     assert base is not None
 
     scopes = {t.id: Scope.of(t.scope, t.deny) for t in plan.tasks}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from runner.core.results import RunResult, TaskStatus
@@ -81,7 +82,7 @@ def print_summary(result: RunResult, console: Console) -> None:
             "-" if t.cpu_s is None else f"{t.cpu_s:.2f}s",
             _mem(t.peak_memory_bytes),
             str(len(t.files_changed)),
-            t.reason or "",
+            escape(t.reason or ""),
         )
     console.print(table)
     for w in result.waves:
@@ -94,8 +95,10 @@ def print_summary(result: RunResult, console: Console) -> None:
             console.print(
                 f"[bold red]your checkout CHANGED during the run: {', '.join(iso.changed)}[/]"
             )
+    for said in result.warnings:
+        console.print(f"[bold red]warning:[/] {escape(said)}", soft_wrap=True)
     if result.error:
-        console.print(f"[red]error:[/] {result.error}")
+        console.print(f"[red]error:[/] {escape(result.error)}")
     branch = result.integration_ref.removeprefix("refs/heads/")
     console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
     console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}", soft_wrap=True)

@@ -108,6 +108,13 @@ class Plan(_Model):
     tasks: list[Task] = Field(min_length=1)
     """The tasks; ids unique."""
 
+    @field_validator("base")
+    @classmethod
+    def _base_not_an_option(cls, value: str) -> str:
+        if not value.strip() or value.startswith("-"):
+            raise ValueError("must be a revision (a branch, tag or commit), not empty or '-...'")
+        return value
+
     @field_validator("verify", mode="before")
     @classmethod
     def _verify_from_string(cls, value: Any) -> Any:

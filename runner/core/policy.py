@@ -168,14 +168,17 @@ class Policy(BaseModel):
         if self.allow and self.network != "allowlist":
             raise ValueError("`allow` applies only to network: allowlist")
         if (weak := weakenings(self)) and not self.unsafe:
-            raise ValueError(
-                "weakens the sandbox: " + "; ".join(weak) + " (set unsafe: true to accept)"
-            )
+            raise ValueError(_WEAK + "; ".join(weak) + " (set unsafe: true to accept)")
         return self
 
 
+_WEAK = "weakens the sandbox: "
+
+
 def weakenings(policy: Policy) -> list[str]:
-    """Settings that take away part of the hardened sandbox; refused unless `unsafe: true`."""
+    """Settings that take away part of the hardened sandbox; refused unless `unsafe: true`.
+
+    Each begins with the field's name, so an error can point at its line."""
     weak = []
     if "ALL" not in {c.upper() for c in policy.cap_drop}:
         weak.append("cap_drop does not drop ALL capabilities")
@@ -184,11 +187,11 @@ def weakenings(policy: Policy) -> list[str]:
     if not policy.read_only_root:
         weak.append("read_only_root is off (the image's files are writable)")
     if int(policy.user.split(":")[1]) == 0:
-        weak.append("the group is 0 (root's group)")
+        weak.append("user has group 0 (root's group)")
     flags = {o.strip() for o in policy.tmp_options.split(",")}
     for flag in ("nosuid", "nodev", "noexec"):
         if flag not in flags:
-            weak.append(f"/tmp is mounted without {flag}")
+            weak.append(f"tmp_options lacks {flag} (/tmp)")
     return weak
 
 
@@ -216,5 +219,7 @@ def load_policy(path: Path) -> Policy:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        if not loc and msg.startswith(_WEAK):  # a whole-policy check: point at its first field
+            loc = (msg.removeprefix(_WEAK).split(" ", 1)[0],)
         field = ".".join(map(str, loc)) or "(policy)"
         raise InputError(f"{path}:{line_for(lines, loc) or 1}: {field}: {msg}") from None

@@ -56,18 +56,24 @@ class Execution:
     cpu_s: float | None = None
     peak_memory_bytes: int | None = None
     metrics_source: str | None = None
+    disk_exceeded: bool = False
+    """Stopped for writing more than the policy's `disk`."""
 
 
 @dataclass(frozen=True)
 class Collected:
     """A task's work after collection: a bundle of start..head, or nothing to bring home."""
 
-    head: str
-    """The task's final commit (== start_commit when it changed nothing)."""
+    head: str | None
+    """The task's final commit (== start_commit when it changed nothing); None: see problem."""
     bundle: Path | None
     """None when there are no commits to carry (no changes, or head already on the host)."""
     out_dir: Path | None
-    """RUNNER_OUT as copied out (regular files only)."""
+    """RUNNER_OUT as copied out (regular files only); None when refused."""
+    problem: str | None = None
+    """Why the task's work could not be brought home (the task's doing, not the runner's)."""
+    notes: list[str] = field(default_factory=list)
+    """What was left out and why (a refused RUNNER_OUT, ignored files)."""
 
 
 class SandboxBackend(abc.ABC):

@@ -24,11 +24,11 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from runner.errors import SandboxError
 from runner.sandbox import labels as L
 from runner.sandbox.base import Collected, Execution, SandboxBackend, SandboxSpec
+from runner.sandbox.logpump import METRICS_MARK, LogPump
 from runner.sandbox.options import BUNDLE, OUT, container_options
 
 log = structlog.get_logger()
 T = TypeVar("T")
-METRICS_MARK = "##runner-metrics "
 
 
 def _transient(exc: BaseException) -> bool:
@@ -89,17 +89,15 @@ class DockerBackend(SandboxBackend):
         self._ensure_cache(spec)
         log_path = spec.state / f"{spec.role}.log"
         container = self._create(spec)
-        started = time.monotonic()
+        pump = LogPump(log_path, spec.policy.max_log)
         timed_out, stats = False, None
         try:
+            # Attached before the start, so the stream carries every byte from the first.
+            stream = _call(container.attach, stdout=True, stderr=True, stream=True, logs=False)
+            started = time.monotonic()
             _call(container.start)
-            metrics: list[bytes] = []
-            pump = threading.Thread(
-                target=_pump_logs,
-                args=(container, log_path, spec.policy.max_log, metrics),
-                daemon=True,
-            )
-            pump.start()
+            reader = threading.Thread(target=_drain, args=(pump, stream), daemon=True)
+            reader.start()
             try:
                 code: int | None = int(container.wait(timeout=spec.timeout)["StatusCode"])
             except requests.exceptions.RequestException:  # the read timed out: the task did
@@ -109,12 +107,12 @@ class DockerBackend(SandboxBackend):
                     container.kill()
                 code = int(container.wait(timeout=60)["StatusCode"])
             duration = time.monotonic() - started
-            pump.join(timeout=30)
+            reader.join(timeout=30)
             _call(container.reload)
             oom = bool(container.attrs["State"].get("OOMKilled"))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"sandbox {container.name} failed: {exc}") from None
-        cpu, mem, source = _parse_metrics(metrics[-1] if metrics else b"")
+        cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
         if source is None and stats is not None:
             cpu, mem, source = stats
         return Execution(code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source)
@@ -165,40 +163,61 @@ class DockerBackend(SandboxBackend):
         cspec = _as_collector(spec, self.collector_image)
         self._prepare_state(cspec)
         container = self._create(cspec)
+        notes: list[str] = []
         try:
             _call(container.start)
             code = int(container.wait(timeout=300)["StatusCode"])
-            logs = container.logs().decode("utf-8", "replace")
+            # Bounded: the collector's output quotes the task's file names.
+            logs = container.logs(tail=200).decode("utf-8", "replace")[-64 * 1024 :]
             (spec.state / "collect.log").write_text(logs)
+            out_dir: Path | None = spec.state / "report"
+            try:
+                _extract(container, OUT, spec.state / "report", spec.policy.max_out, "RUNNER_OUT")
+            except _TooLarge as exc:  # the extras are refused, never the work with them
+                out_dir, notes = None, [f"{exc}; not copied home"]
             if code != 0:
-                raise SandboxError(
-                    f"collecting task {spec.task_id} failed (exit {code}): {_last_line(logs)}"
-                )
+                return Collected(None, None, out_dir, f"collection failed: {_last_line(logs)}")
             dest = spec.state / "collected"
-            dest.mkdir(exist_ok=True)
-            _extract(container, BUNDLE, dest, spec.policy.max_bundle, "bundle")
-            out_dir = spec.state / "report"
-            out_dir.mkdir(exist_ok=True)
-            _extract(container, OUT, out_dir, spec.policy.max_out, "RUNNER_OUT")
+            try:
+                _extract(container, f"{BUNDLE}/out", dest, spec.policy.max_bundle, "bundle")
+            except _TooLarge as exc:
+                return Collected(None, None, out_dir, str(exc), notes)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"collecting task {spec.task_id} failed: {exc}") from None
         finally:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
-        head = (dest / "bundle" / "head").read_text().strip()
-        bundle = dest / "bundle" / "task.bundle"
-        return Collected(head, bundle if bundle.exists() else None, out_dir / "out")
+        head = _read_small(dest / "out" / "head")
+        ignored = _read_small(dest / "out" / "ignored")
+        if ignored.isdigit() and int(ignored):
+            notes.append(f"{ignored} path(s) matched by .gitignore were not collected")
+        bundle = dest / "out" / "task.bundle"
+        return Collected(
+            head or None,
+            bundle if bundle.is_file() else None,
+            out_dir / "out" if out_dir else None,
+            None if head else "collection wrote no head commit",
+            notes,
+        )
 
     # -- teardown --------------------------------------------------------------------------
     def destroy(self, spec: SandboxSpec) -> None:
-        self._remove_containers([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"])
+        # A verify sandbox and a task may share a name (a task called `wave-1`): the role
+        # tells them apart. A task's sandbox goes with its collector.
+        roles = {"task", "collect"} if spec.role in ("task", "collect") else {str(spec.role)}
+        self._remove_containers([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"], roles)
 
     def kill(self, run_id: str) -> int:
-        running = self.client.containers.list(filters={"label": f"{L.RUN}={run_id}"})
+        running = self._list([f"{L.RUN}={run_id}"], all=False)
         for c in running:
             with contextlib.suppress(docker.errors.APIError):
                 c.kill()
         return len(running)
+
+    def _list(self, labels: list[str], *, all: bool = True) -> list[Container]:
+        # Sparse: no inspect per container, so a container another run removes meanwhile
+        # is not a 404 here (seen with runs started next to each other).
+        return _call(self.client.containers.list, all=all, sparse=True, filters={"label": labels})
 
     def create_network(self, run_id: str) -> str:
         name = f"runner-{run_id}"
@@ -215,9 +234,9 @@ class DockerBackend(SandboxBackend):
             n = self._remove_containers([f"{L.RUN}={run_id}"])
             return n + self._remove_networks([f"{L.RUN}={run_id}"])
         dead = {
-            c.labels[L.RUN]
-            for c in self.client.containers.list(all=True, filters={"label": L.RUN})
-            if not L.owner_alive(c.labels)
+            c.attrs["Labels"][L.RUN]
+            for c in self._list([L.RUN])
+            if not L.owner_alive(c.attrs["Labels"])
         } | {
             n.attrs["Labels"][L.RUN]
             for n in self.client.networks.list(filters={"label": L.RUN})
@@ -225,8 +244,10 @@ class DockerBackend(SandboxBackend):
         }
         return sum(self.cleanup(r) for r in sorted(dead))
 
-    def _remove_containers(self, filters: list[str]) -> int:
-        found = self.client.containers.list(all=True, filters={"label": filters})
+    def _remove_containers(self, filters: list[str], roles: set[str] | None = None) -> int:
+        found = self._list(filters)
+        if roles is not None:
+            found = [c for c in found if c.attrs["Labels"].get(L.ROLE) in roles]
         for c in found:
             try:
                 _call(c.remove, force=True)
@@ -247,36 +268,36 @@ class DockerBackend(SandboxBackend):
         """Remove cache volumes: of one repo (by its key), or all of them."""
         label = f"{L.CACHE}={repo_key}" if repo_key else L.CACHE
         found = self.client.volumes.list(filters={"label": label})
+        removed = 0
         for v in found:
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 v.remove(force=True)
-        return len(found)
+                removed += 1
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: in use by a running sandbox; kept
+                    raise
+        return removed
 
 
-def _pump_logs(container: Container, path: Path, cap: int, metrics: list[bytes]) -> None:
-    """Stream the task's output to its log as it comes, up to cap bytes, then keep only the
-    last 4 KiB. The wrapper's metrics line is appended to `metrics` wherever it falls: the
-    daemon copies stdout and stderr separately, so it need not come last."""
-    kept, dropped, tail = 0, 0, b""
-    mark = METRICS_MARK.encode()
-    with path.open("wb") as fh:
-        try:
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                if mark in chunk:
-                    metrics += [ln for ln in chunk.splitlines() if ln.startswith(mark)]
-                head, chunk = chunk[: max(0, cap - kept)], chunk[max(0, cap - kept) :]
-                if head:
-                    fh.write(head)
-                    fh.flush()
-                    kept += len(head)
-                if chunk:
-                    dropped += len(chunk)
-                    tail = (tail + chunk)[-4096:]
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            pass  # the container went away (killed, removed): the log ends here
-        if dropped:
-            fh.write(f"\n[runner: {dropped} bytes over max_log dropped; the last ones:]\n".encode())
-            fh.write(tail)
+def _drain(pump: LogPump, stream: Any) -> None:
+    try:
+        pump.run(stream)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+        pass  # the container went away (killed, removed): the log ends here
+    finally:
+        # The response first: docker-py's close() alone leaves a socket object unclosed.
+        with contextlib.suppress(Exception):
+            stream._response.close()
+        with contextlib.suppress(Exception):
+            stream.close()
+
+
+def _read_small(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(256).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
 
 
 def _as_collector(spec: SandboxSpec, image: str) -> SandboxSpec:
@@ -297,9 +318,10 @@ def _last_line(text: str) -> str:
 
 def _parse_metrics(line: bytes) -> tuple[float | None, int | None, str | None]:
     text = line.decode("utf-8", "replace")
-    if not text.startswith(METRICS_MARK):
+    mark = METRICS_MARK.decode()
+    if not text.startswith(mark):
         return None, None, None
-    fields = dict(kv.split("=", 1) for kv in text[len(METRICS_MARK) :].split() if "=" in kv)
+    fields = dict(kv.split("=", 1) for kv in text[len(mark) :].split() if "=" in kv)
     cpu = int(fields["cpu_ns"]) / 1e9 if fields.get("cpu_ns", "").isdigit() else None
     mem = int(fields["mem_bytes"]) if fields.get("mem_bytes", "").isdigit() else None
     return (round(cpu, 3) if cpu is not None else None), mem, "cgroup"
@@ -312,17 +334,22 @@ def _extract(container: Container, path: str, dest: Path, cap: int, what: str) -
     the host file system.
     """
     stream, _stat = container.get_archive(path)
+    dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as tmp:
         size = 0
         for chunk in _chunks(stream):
             size += len(chunk)
             if size > cap + 1024 * 1024:  # tar headers on top of the payload
-                raise SandboxError(f"{what} of task is larger than the policy's cap ({cap} bytes)")
+                raise _TooLarge(f"{what} is larger than the policy's cap ({cap} bytes)")
             tmp.write(chunk)
         tmp.seek(0)
         with tarfile.open(fileobj=tmp) as tar:
             members = [m for m in tar.getmembers() if m.isreg() or m.isdir()]
             tar.extractall(dest, members=members, filter="data")
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _chunks(stream: Iterator[bytes] | io.BufferedIOBase) -> Iterator[bytes]:

@@ -12,7 +12,6 @@ import pytest
 
 from runner import git as rgit
 from runner.core.policy import Policy
-from runner.errors import SandboxError
 from runner.sandbox.base import SandboxBackend, SandboxSpec
 from runner.sandbox.docker import DockerBackend
 from runner.workspace import make_clone
@@ -94,8 +93,9 @@ def test_oversized_bundle_is_refused(backend: SandboxBackend, spec: SandboxSpec)
     small = replace(spec, policy=Policy(max_bundle=64 * 1024))
     script = "head -c 2000000 /dev/urandom > big.bin"
     assert backend.execute(replace(small, script=script)).exit_code == 0
-    with pytest.raises(SandboxError, match="larger than the policy's cap"):
-        backend.collect(small)
+    collected = backend.collect(small)
+    assert collected.bundle is None and collected.problem is not None
+    assert "larger than the policy's cap" in collected.problem
 
 
 def test_destroy_removes_the_sandbox_and_is_idempotent(

@@ -44,15 +44,18 @@ def test_interrupt_removes_sandboxes_and_reports(
         time.sleep(0.1)
     proc.send_signal(sig)
     started = time.monotonic()
-    _out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert time.monotonic() - started < 30  # not the tasks' 300 s
     assert leftovers(docker_client, run_id) == []
     result = json.loads((repo / ".git" / "runner" / "runs" / run_id / "result.json").read_text())
     remove_caches(docker_client, repo)
     assert result["status"] == "interrupted"
+    assert json.loads(out) == result  # --json still prints the document
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
+    assert f"interrupted by {name}" in result["error"]
     sleeper = next(t for t in result["tasks"] if t["id"] == "sleeper")
-    assert sleeper["status"] == "failed" and "interrupted" in sleeper["reason"]
+    assert sleeper["status"] == "failed" and f"interrupted ({name})" in sleeper["reason"]
     assert git(repo, "show", f"{sleeper['ref']}:a/begun.txt") == "begun"  # nothing lost
 
 

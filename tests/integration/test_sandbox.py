@@ -157,7 +157,7 @@ def test_cache_volume_survives_the_run_so_a_rerun_is_warm(
     volumes = docker_client.volumes.list(
         filters={"label": [f"runner.cache={key}", "runner.task=warm"]}
     )
-    assert [v.name for v in volumes] == [f"runner-cache-{key}-warm"]
+    assert [v.name for v in volumes] == [f"runner-cache-{key}-task-warm"]
     # Same repo, same task: a second run finds the cache its first run filled.
     result = execute(first.repo.parent / "plan.yaml", first.repo, Settings())
     assert result.integration_commit is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runner.core.policy import Policy, load_policy, parse_size
+from runner.core.policy import Policy, load_policy, parse_size, warnings, weakenings
 from runner.errors import InputError
 from runner.settings import PROJECT_ROOT
 
@@ -200,3 +201,89 @@ def test_shipped_open_network_policy_is_hardened_apart_from_the_network() -> Non
     assert p.model_dump(exclude={"network", "memory", "tmp_size"}) == Policy().model_dump(
         exclude={"network", "memory", "tmp_size"}
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cap_drop": []}, "cap_drop does not drop ALL capabilities"),
+        ({"cap_drop": ["NET_RAW"]}, "cap_drop does not drop ALL capabilities"),
+        ({"no_new_privileges": False}, "no_new_privileges is off"),
+        ({"read_only_root": False}, "read_only_root is off"),
+        ({"user": "10001:0"}, "user has group 0"),
+        ({"tmp_options": "nosuid,nodev"}, "tmp_options lacks noexec"),
+        ({"tmp_options": "nosuid,nodev,noexec,exec"}, None),  # noexec still listed: kept
+    ],
+)
+def test_weakening_needs_unsafe_and_is_then_said(
+    fields: dict[str, Any], message: str | None
+) -> None:
+    if message is None:
+        Policy.model_validate(fields)
+        return
+    with pytest.raises(ValidationError, match="weakens the sandbox"):
+        Policy.model_validate(fields)
+    policy = Policy.model_validate(fields | {"unsafe": True})
+    assert any(message in w for w in weakenings(policy))
+    assert any(w.startswith("unsafe policy: ") and message in w for w in warnings(policy))
+
+
+def test_hardened_default_has_nothing_to_say_and_open_network_is_said() -> None:
+    assert weakenings(Policy()) == [] and warnings(Policy()) == []
+    assert warnings(Policy(network="open")) == [
+        "network: open reaches anything the host can (use allowlist)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "options", ["size=1g", "nosuid,size=1g", "nosuid,rw,nodev,noexec", "uid=$(id)", "nosuid=1"]
+)
+def test_tmp_options_are_checked(options: str) -> None:
+    with pytest.raises(ValidationError, match="tmp_options"):
+        Policy.model_validate({"tmp_options": options, "unsafe": True})
+
+
+def test_tmp_options_may_add_mode_and_inodes() -> None:
+    assert Policy(tmp_options="nosuid,nodev,noexec,mode=1777,nr_inodes=4096").tmp_size > 0
+
+
+def test_allowlist_rules() -> None:
+    policy = Policy.model_validate(
+        {
+            "network": "allowlist",
+            "allow": [
+                {"host": "API.Example.Test."},
+                {"host": "*.pkg.example.test", "ports": [80, 443, 80]},
+            ],
+        }
+    )
+    assert [(r.host, r.ports) for r in policy.allow] == [
+        ("api.example.test", [443]),
+        ("*.pkg.example.test", [80, 443]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"network": "allowlist"}, "needs at least one `allow` entry"),
+        ({"allow": [{"host": "a.example.test"}]}, "applies only to network: allowlist"),
+        ({"network": "allowlist", "allow": [{"host": "10.0.0.1"}]}, "IP addresses are not allowed"),
+        ({"network": "allowlist", "allow": [{"host": "[::1]"}]}, "not a host name"),
+        ({"network": "allowlist", "allow": [{"host": "a.*.example.test"}]}, "not a host name"),
+        ({"network": "allowlist", "allow": [{"host": "-x.example.test"}]}, "not a host name"),
+        ({"network": "allowlist", "allow": [{"host": "a.test", "ports": [0]}]}, "not in 1..65535"),
+        ({"network": "allowlist", "allow": [{"host": "a.test", "ports": []}]}, "at least 1"),
+        ({"runtime": "runsc --flag"}, "not a runtime name"),
+    ],
+)
+def test_network_and_runtime_fields_are_checked(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Policy.model_validate(fields)
+
+
+def test_weakening_error_points_at_the_field_line(tmp_path: Path) -> None:
+    path = tmp_path / "weak.yaml"
+    path.write_text("cpus: 1\nmemory: 1g\nread_only_root: false\n")
+    with pytest.raises(InputError, match=r"weak.yaml:3: read_only_root: weakens the sandbox"):
+        load_policy(path)

@@ -1,0 +1,277 @@
+"""A run's state as a projection of its journal's events: pure, no I/O (issue 9).
+
+`status` reads a run through `project` (also while another process runs it), and `resume`,
+`retry` and the report are to read the same events. The journal is the truth; this module is
+the one place that says what its events mean.
+
+Events are plain dicts `{"seq", "time", "event", ...fields}`; their names and fields are
+listed in `EVENTS`. An event this code does not know (a newer runner's) is passed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
+
+from runner.core.results import RunStatus, TaskStatus
+
+EVENTS: dict[str, str] = {
+    "planned": "the run is about to start: run_id, repo, plan, base, base_commit, "
+    "integration_ref, state_dir, warnings, waves, tasks [{id, wave, depends_on, env (names)}]",
+    "wave_started": "wave, tasks, start (the commit its tasks start from)",
+    "task_queued": "task, wave, start",
+    "task_started": "task, start, workspace, container",
+    "task_ended": "task, exit_code, timed_out, oom_killed, disk_exceeded, duration_s, log",
+    "collected": "task, head (None: see problem), problem, out, notes",
+    "fetched": "task, ref, commit, files_changed, problem, kept (where its work is now)",
+    "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit",
+    "merged": "wave, tasks, head (the integration ref is set to it next), previous",
+    "verify_started": "wave, task (when verified alone), commit",
+    "verify_ended": "wave, task, result (green | red), log",
+    "wave_ended": "wave, merged_commit, verify, isolated",
+    "interrupted": "signal (SIGINT, SIGTERM)",
+    "run_ended": "status, error, integration_commit, unchanged, changed, duration_s",
+}
+"""Every event the runner writes, with its fields."""
+
+READY = "ready"
+"""`judged` status of a task whose work waits to be merged (not a final status)."""
+
+
+class Phase(StrEnum):
+    """Where a task is in its run, before (and once) it has a final status."""
+
+    PENDING = "pending"
+    """Its wave has not started."""
+    QUEUED = "queued"
+    """Waiting for a free sandbox slot."""
+    RUNNING = "running"
+    """Its sandbox runs (or is being made)."""
+    COLLECTING = "collecting"
+    """Its script ended; its work is being collected, fetched and judged."""
+    READY = "ready"
+    """Judged: its work waits for its wave's merge and verify."""
+    DONE = "done"
+    """It has its final status."""
+
+
+class _State(BaseModel):
+    # Assignments are validated: a mistyped field in an event is a BadEvent, not a bad state.
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True
+    )
+
+
+class TaskState(_State):
+    id: str
+    wave: int
+    phase: Phase = Phase.PENDING
+    status: TaskStatus | None = None
+    """Its final status once phase is done."""
+    reason: str | None = None
+    start_commit: str | None = None
+    kept: str | None = None
+    """Where its work is now: its workspace while it runs, then its ref, or its workspace when
+    the work did not come home."""
+    ref: str | None = None
+    commit: str | None = None
+    files_changed: int | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    log_path: str | None = None
+    started_at: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def state(self) -> str:
+        """One word: its final status, else its phase."""
+        return self.status.value if self.status is not None else self.phase.value
+
+
+class WaveState(_State):
+    index: int
+    tasks: list[str]
+    start_commit: str | None = None
+    merged_commit: str | None = None
+    verify: str | None = None
+    """running, green, red, skipped, or None (not reached)."""
+    verify_log: str | None = None
+    isolated: list[str] = []
+
+
+class RunState(_State):
+    run_id: str
+    repo: str
+    plan: str
+    base: str
+    base_commit: str
+    integration_ref: str
+    integration_commit: str
+    """Where the integration branch is (the last journaled merge)."""
+    state_dir: str
+    status: RunStatus = RunStatus.RUNNING
+    error: str | None = None
+    warnings: list[str] = []
+    interrupted: str | None = None
+    """The signal that interrupted the run, if one did."""
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    checkout_unchanged: bool | None = None
+    waves: list[WaveState] = []
+    tasks: list[TaskState] = []
+    events: int = 0
+    """How many journal events this state was projected from."""
+
+    def task(self, task_id: str) -> TaskState:
+        return next(t for t in self.tasks if t.id == task_id)
+
+    def wave(self, index: int) -> WaveState:
+        return next(w for w in self.waves if w.index == index)
+
+
+class BadEvent(ValueError):
+    """An event the projection cannot apply: missing or mistyped fields, an unknown task."""
+
+    def __init__(self, seq: object, message: str) -> None:
+        super().__init__(f"event {seq}: {message}")
+        self.seq = seq
+
+
+def project(events: Iterable[Mapping[str, Any]]) -> RunState:
+    """The run's state after events (in journal order). Raises BadEvent."""
+    state: RunState | None = None
+    for ev in events:
+        name = ev.get("event")
+        try:
+            if name == "planned":
+                state = _planned(ev)
+            elif state is None:
+                raise BadEvent(ev.get("seq"), f"`{name}` before `planned`")
+            elif name in _APPLY:
+                _APPLY[name](state, ev)
+        except (KeyError, TypeError, ValueError, StopIteration) as exc:
+            if isinstance(exc, BadEvent):
+                raise
+            raise BadEvent(ev.get("seq"), f"`{name}`: {_why(exc)}") from None
+        if state is not None:
+            state.events += 1
+    if state is None:
+        raise BadEvent(None, "no `planned` event: the run stopped before it was planned")
+    return state
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"field {exc.args[0]!r} missing"
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    if isinstance(exc, StopIteration):
+        return "names a task or wave the run does not have"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _planned(ev: Mapping[str, Any]) -> RunState:
+    waves = [WaveState(index=i, tasks=list(w)) for i, w in enumerate(ev["waves"], start=1)]
+    return RunState(
+        run_id=ev["run_id"],
+        repo=ev["repo"],
+        plan=ev["plan"],
+        base=ev["base"],
+        base_commit=ev["base_commit"],
+        integration_ref=ev["integration_ref"],
+        integration_commit=ev["base_commit"],
+        state_dir=ev["state_dir"],
+        warnings=ev.get("warnings", []),
+        started_at=ev["time"],
+        waves=waves,
+        tasks=[TaskState(id=t["id"], wave=t["wave"]) for t in ev["tasks"]],
+    )
+
+
+def _wave_started(s: RunState, ev: Mapping[str, Any]) -> None:
+    s.wave(ev["wave"]).start_commit = ev["start"]
+
+
+def _task_queued(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    t.phase, t.start_commit = Phase.QUEUED, ev["start"]
+
+
+def _task_started(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    t.phase, t.start_commit, t.started_at = Phase.RUNNING, ev["start"], ev["time"]
+    t.kept = ev.get("workspace")
+
+
+def _task_ended(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    t.phase, t.exit_code, t.duration_s = Phase.COLLECTING, ev["exit_code"], ev["duration_s"]
+    t.log_path = ev.get("log")
+
+
+def _fetched(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    t.ref, t.commit, t.kept = ev["ref"], ev["commit"], ev["kept"]
+    t.files_changed = ev["files_changed"]
+
+
+def _judged(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    if ev["status"] == READY:
+        t.phase, t.status, t.reason = Phase.READY, None, None
+    else:
+        t.phase, t.status, t.reason = Phase.DONE, TaskStatus(ev["status"]), ev["reason"]
+
+
+def _merged(s: RunState, ev: Mapping[str, Any]) -> None:
+    s.integration_commit = ev["head"]
+
+
+def _verify_started(s: RunState, ev: Mapping[str, Any]) -> None:
+    s.wave(ev["wave"]).verify = "running"
+
+
+def _verify_ended(s: RunState, ev: Mapping[str, Any]) -> None:
+    w = s.wave(ev["wave"])
+    w.verify, w.verify_log = ev["result"], ev.get("log")
+
+
+def _wave_ended(s: RunState, ev: Mapping[str, Any]) -> None:
+    w = s.wave(ev["wave"])
+    w.merged_commit, w.verify, w.isolated = ev["merged_commit"], ev["verify"], ev["isolated"]
+
+
+def _interrupted(s: RunState, ev: Mapping[str, Any]) -> None:
+    s.interrupted = ev["signal"]
+
+
+def _run_ended(s: RunState, ev: Mapping[str, Any]) -> None:
+    s.status, s.error = RunStatus(ev["status"]), ev["error"]
+    s.integration_commit = ev["integration_commit"] or s.integration_commit
+    s.finished_at, s.duration_s = ev["time"], ev.get("duration_s")
+    s.checkout_unchanged = ev.get("unchanged")
+    for t in s.tasks:
+        # A task the run never judged is skipped, as in the result document.
+        if t.status is None:
+            t.phase, t.status = Phase.DONE, TaskStatus.SKIPPED
+
+
+_APPLY = {
+    "wave_started": _wave_started,
+    "task_queued": _task_queued,
+    "task_started": _task_started,
+    "task_ended": _task_ended,
+    "fetched": _fetched,
+    "judged": _judged,
+    "merged": _merged,
+    "verify_started": _verify_started,
+    "verify_ended": _verify_ended,
+    "wave_ended": _wave_ended,
+    "interrupted": _interrupted,
+    "run_ended": _run_ended,
+}

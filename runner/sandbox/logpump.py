@@ -1,0 +1,79 @@
+"""A sandbox's output into its log file: capped, secrets masked, metrics line picked out.
+
+Docker-free (it reads an iterable of byte chunks), so it is tested as data. The Docker
+backend feeds it from an attach stream opened before the container starts: that stream
+carries every byte live, where following the daemon's log file ends early once the file
+rotates (measured here on Docker 20.10 with json-file max-size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+METRICS_MARK = b"##runner-metrics "
+TAIL = 4096
+
+
+class Masker(Protocol):
+    """Replaces secret values in a stream of chunks (runner.core.secrets)."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+@dataclass
+class LogPump:
+    """Writes up to `cap` bytes of output to `path`, then keeps only the last 4 KiB."""
+
+    path: Path
+    cap: int
+    masker: Masker | None = None
+    metrics: list[bytes] = field(default_factory=list)
+    kept: int = 0
+    dropped: int = 0
+    _tail: bytes = b""
+    _partial: bytes = b""
+
+    def run(self, chunks: Iterable[bytes]) -> None:
+        """Consume the stream until it ends; errors of the stream end it (the caller's)."""
+        with self.path.open("wb") as fh:
+            try:
+                for chunk in chunks:
+                    self._take(self.masker.feed(chunk) if self.masker else chunk, fh)
+            finally:
+                self._take(self.masker.flush() if self.masker else b"", fh)
+                self._line(self._partial, fh, newline=b"")
+                if self.dropped:
+                    fh.write(f"\n[runner: {self.dropped} bytes over max_log dropped; ".encode())
+                    fh.write(b"the last ones:]\n" + self._tail)
+
+    def _take(self, data: bytes, fh: IO[bytes]) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            self._line(line, fh)
+        if len(self._partial) > 64 * 1024:  # that long without a newline: not a metrics line
+            self._write(self._partial, fh)
+            self._partial = b""
+
+    def _line(self, line: bytes, fh: IO[bytes], newline: bytes = b"\n") -> None:
+        # The metrics line is wrap.sh's own; it may fall anywhere (stdout and stderr are
+        # copied separately) and is kept out of the task's log.
+        if line.startswith(METRICS_MARK):
+            self.metrics.append(line)
+        elif line or newline:
+            self._write(line + newline, fh)
+
+    def _write(self, data: bytes, fh: IO[bytes]) -> None:
+        room = max(0, self.cap - self.kept)
+        head, rest = data[:room], data[room:]
+        if head:
+            fh.write(head)
+            fh.flush()
+            self.kept += len(head)
+        if rest:
+            self.dropped += len(rest)
+            self._tail = (self._tail + rest)[-TAIL:]
