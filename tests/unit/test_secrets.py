@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.core.secrets import MIN_LENGTH, Masker
+from runner.sandbox.logpump import LogPump
 
 
 def streamed(masker: Masker, data: bytes, cuts: list[int]) -> bytes:
@@ -135,3 +138,13 @@ def test_masking_matches_the_brute_force_specification(values: list[str], text: 
 def test_no_value_survives_masking(values: list[str], text: str) -> None:
     masked = Masker(values, min_length=1).mask_text(text)
     assert not any(v in masked for v in values)
+
+
+def test_the_log_pump_writes_masked_output(tmp_path: Path) -> None:
+    masker = Masker.from_env({"API_KEY": "sk-live-123456", "DEBUG": "1"})
+    chunks = [b"key is sk-li", b"ve-1234", b"56\n##runner-metrics rc=0 cpu_ns=5 mem_bytes=7\n"]
+    chunks += [b"DEBUG=1 and sk-live-12"]  # ends in a prefix of the value: flushed as it is
+    pump = LogPump(tmp_path / "t.log", 1024, masker=masker)
+    pump.run(chunks)
+    assert (tmp_path / "t.log").read_bytes() == b"key is ***\nDEBUG=1 and sk-live-12"
+    assert pump.metrics == [b"##runner-metrics rc=0 cpu_ns=5 mem_bytes=7"]
