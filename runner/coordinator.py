@@ -69,6 +69,7 @@ class Coordinator:
         self.repo_key = repo_key(self.repo)
         self.plan = p.doc.plan
         self.run_dir = names.run_dir(self.state_dir, self.run_id)
+        self.stores = self.run_dir / "objects"  # `objects: reachable` stores, per commit
         self.integration_ref = names.integration_ref(self.run_id)
         self.shared: Path | None = None
         self.network: str | None = None
@@ -158,6 +159,7 @@ class Coordinator:
     def _finish(self, before: dict[str, str], started: float) -> None:
         removed = self.backend.cleanup(self.run_id)
         log.debug("cleanup", run=self.run_id, removed=removed)
+        workspace.remove(self.stores)  # no sandbox mounts them any more: a copy of history each
         self.result.integration_commit = git.resolve(self.repo, self.integration_ref)
         if self.result.status is not RunStatus.SUCCESS:
             ended = self.result.status.value
@@ -328,7 +330,8 @@ class Coordinator:
             script=script,
             timeout=timeout,
             workspace=state / "work",
-            objects=self.objects,
+            # The task, its collector and verify see `all` objects or only `start`'s history.
+            objects=workspace.objects_for(self.repo, start, policy.objects, self.stores),
             state=state,
             start_commit=start,
             shared=self.shared,

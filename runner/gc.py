@@ -39,6 +39,8 @@ def stale_state(repo: Path, root: Path) -> tuple[list[Path], list[Path]]:
     for run_dir in sorted((root / "runs").glob("*")):
         if run_alive(run_dir):
             continue
+        if (run_dir / "objects").exists():  # `objects: reachable` stores: a copy of history
+            remove.append(run_dir / "objects")
         for task_dir in (run_dir / "verify").glob("*"):
             remove += [task_dir / d for d in _DIRS if (task_dir / d).exists()]
         for task_dir in (run_dir / "tasks").glob("*"):

@@ -68,14 +68,18 @@ def test_gc_removes_workspaces_of_dead_runs_only_once_their_work_is_home(
     for task_dir in (home, lost, alive):
         (task_dir / "work").mkdir(parents=True)
         (task_dir / "task.log").write_text("log\n")
+        stores = task_dir.parent.parent / "objects"  # a run's `objects: reachable` stores
+        (stores / ("a" * 40) / "pack").mkdir(parents=True, exist_ok=True)
     git(repo, "update-ref", "refs/runner/dead-run/task/home", "HEAD")  # fetched before the kill
     owner = {"pid": os.getpid(), "host": socket.gethostname()}
     (runs / "live-run" / "owner.json").write_text(json.dumps(owner))
     (runs / "dead-run" / "owner.json").write_text(json.dumps(owner | {"pid": 999999999}))
     proc = runner_cli("gc", "--repo", str(repo))
     assert proc.returncode == 0, proc.stderr
-    assert "removed 1 stale workspace dir(s)" in proc.stdout
+    assert "removed 2 stale workspace dir(s)" in proc.stdout  # home's work, the run's stores
     assert not (home / "work").exists() and (home / "task.log").exists()
+    assert not (runs / "dead-run" / "objects").exists()
+    assert (runs / "live-run" / "objects").exists()
     # The only copy of an uncollected task's work: never deleted, and said.
     assert (lost / "work").exists() and f"kept {lost / 'work'}" in proc.stdout
     assert (alive / "work").exists()
