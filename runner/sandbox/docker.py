@@ -23,6 +23,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from runner.core.policy import AllowRule
 from runner.core.results import Denial
+from runner.core.secrets import Masker
 from runner.errors import SandboxError
 from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
@@ -102,7 +103,12 @@ class DockerBackend(SandboxBackend):
         self._ensure_cache(spec)
         log_path = spec.state / f"{spec.role}.log"
         container = self._create(spec)
-        pump = LogPump(log_path, spec.policy.max_log)
+        masker = Masker.from_env(spec.env) if spec.env else None
+        if masker and masker.too_short:
+            log.warning(
+                "values too short to mask; they may show in the log", names=masker.too_short
+            )
+        pump = LogPump(log_path, spec.policy.max_log, masker=masker)
         timed_out, stats, address = False, None, None
         try:
             # Attached before the start, so the stream carries every byte from the first.

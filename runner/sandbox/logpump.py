@@ -43,10 +43,10 @@ class LogPump:
         with self.path.open("wb") as fh:
             try:
                 for chunk in chunks:
-                    self._take(self.masker.feed(chunk) if self.masker else chunk, fh)
+                    self._take(chunk, fh)
             finally:
-                self._take(self.masker.flush() if self.masker else b"", fh)
                 self._line(self._partial, fh, newline=b"")
+                self._write(self.masker.flush() if self.masker else b"", fh)
                 if self.dropped:
                     fh.write(f"\n[runner: {self.dropped} bytes over max_log dropped; ".encode())
                     fh.write(b"the last ones:]\n" + self._tail)
@@ -56,7 +56,7 @@ class LogPump:
         for line in lines:
             self._line(line, fh)
         if len(self._partial) > 64 * 1024:  # that long without a newline: not a metrics line
-            self._write(self._partial, fh)
+            self._emit(self._partial, fh)
             self._partial = b""
 
     def _line(self, line: bytes, fh: IO[bytes], newline: bytes = b"\n") -> None:
@@ -65,7 +65,11 @@ class LogPump:
         if line.startswith(METRICS_MARK):
             self.metrics.append(line)
         elif line or newline:
-            self._write(line + newline, fh)
+            self._emit(line + newline, fh)
+
+    def _emit(self, data: bytes, fh: IO[bytes]) -> None:
+        # Masked after the metrics line is taken out: a secret of digits must not eat it.
+        self._write(self.masker.feed(data) if self.masker else data, fh)
 
     def _write(self, data: bytes, fh: IO[bytes]) -> None:
         room = max(0, self.cap - self.kept)

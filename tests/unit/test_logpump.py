@@ -62,3 +62,12 @@ def test_any_chunking_keeps_all_bytes_under_the_cap(chunks: list[bytes]) -> None
     expected += b"" if partial.startswith(mark) else partial
     assert p.dropped == 0
     assert log == expected
+
+
+def test_a_secret_of_digits_does_not_eat_the_metrics_line(tmp_path: Path) -> None:
+    from runner.core.secrets import Masker
+
+    p = LogPump(tmp_path / "t.log", 1024, masker=Masker(["5555"]))
+    p.run([b"key 5555 here\n##runner-metrics rc=0 cpu_ns=5555 mem_bytes=7\n"])
+    assert (tmp_path / "t.log").read_bytes() == b"key *** here\n"
+    assert p.metrics == [b"##runner-metrics rc=0 cpu_ns=5555 mem_bytes=7"]
