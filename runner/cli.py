@@ -167,8 +167,8 @@ def execute(plan: Path, repo: Path, settings: Settings, *, live: bool = False) -
     return result
 
 
-def _daemon_runtimes(client: Any) -> set[str]:
-    return set(client.info().get("Runtimes") or {})
+def _daemon_runtimes(client: Any) -> dict[str, Any]:
+    return dict(client.info().get("Runtimes") or {})
 
 
 def _check_runtimes_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:

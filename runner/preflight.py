@@ -124,7 +124,7 @@ def preflight(
             origins[name] = f"policy {name!r} ({path})" if own.runtime else "RUNNER_RUNTIME"
         policy = policies[key] = loaded[name]
         if policy.runtime:
-            asks.append(RuntimeAsk(policy.runtime, loc, origins[name]))
+            asks.append(RuntimeAsk(policy.runtime, loc, origins[name], policy.network))
     if problems:
         raise PlanError(problems)
     assert base is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +16,11 @@ from runner.preflight import _for_this_host
 from runner.runtimes import RuntimeAsk, check_runtimes
 from runner.settings import Settings
 
+# As `docker info` reports them, with runsc registered the way .ci/gvisor does it.
+DAEMON: dict[str, dict[str, Any]] = {
+    "runc": {"path": "runc"},
+    "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]},
+}
 PLAN = """\
 policy: default
 tasks:
@@ -68,8 +74,8 @@ def _doc(tmp_path: Path) -> PlanDoc:
 
 def test_a_runtime_the_daemon_has_passes(tmp_path: Path) -> None:
     asks = [RuntimeAsk("runsc", ("tasks", 1, "policy"), "policy 'gvisor.yaml' (/p/gvisor.yaml)")]
-    check_runtimes(_doc(tmp_path), asks, {"runc", "runsc"})
-    check_runtimes(_doc(tmp_path), [], set())
+    check_runtimes(_doc(tmp_path), asks, DAEMON)
+    check_runtimes(_doc(tmp_path), [], {})
 
 
 def test_a_missing_runtime_names_plan_line_policy_field_and_the_fix(tmp_path: Path) -> None:
@@ -79,7 +85,7 @@ def test_a_missing_runtime_names_plan_line_policy_field_and_the_fix(tmp_path: Pa
         RuntimeAsk("kata", ("policy",), "RUNNER_RUNTIME"),
     ]
     with pytest.raises(PlanError) as caught:
-        check_runtimes(_doc(tmp_path), asks, {"runc"})
+        check_runtimes(_doc(tmp_path), asks, {"runc": {"path": "runc"}})
     src = tmp_path / "plan.yaml"
     assert caught.value.problems == [
         f"{src}:6: tasks[1](b).policy: policy 'gvisor.yaml' (/p/gvisor.yaml) sets runtime: "
@@ -90,3 +96,29 @@ def test_a_missing_runtime_names_plan_line_policy_field_and_the_fix(tmp_path: Pa
     assert caught.value.exit_code == 2
     hint = caught.value.hint or ""
     assert "/etc/docker/daemon.json" in hint and "runtimes" in hint and "HUP" in hint
+
+
+@pytest.mark.parametrize("network", ["open", "allowlist"])
+def test_a_network_policy_on_a_runtime_without_network_is_refused(
+    tmp_path: Path, network: str
+) -> None:
+    """Docker would attach the network and runsc --network=none ignore it: no silent offline."""
+    ask = RuntimeAsk("runsc", ("tasks", 1, "policy"), "policy 'g.yaml' (/p/g.yaml)", network)
+    with pytest.raises(PlanError) as caught:
+        check_runtimes(_doc(tmp_path), [ask], DAEMON)
+    assert caught.value.problems == [
+        f"{tmp_path / 'plan.yaml'}:6: tasks[1](b).policy: policy 'g.yaml' (/p/g.yaml) asks for "
+        f"network: {network}, but the daemon runs runtime runsc with --network=none "
+        "(no network at all)"
+    ]
+    assert "without `runtime`" in (caught.value.hint or "")
+
+
+def test_a_network_policy_on_a_runtime_with_network_passes(tmp_path: Path) -> None:
+    asks = [
+        RuntimeAsk("runc", ("policy",), "RUNNER_RUNTIME", "open"),
+        RuntimeAsk("runsc", ("policy",), "RUNNER_RUNTIME", "none"),
+    ]
+    check_runtimes(_doc(tmp_path), asks, DAEMON)
+    hostnet = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}}
+    check_runtimes(_doc(tmp_path), [RuntimeAsk("runsc", ("policy",), "x", "open")], hostnet)
