@@ -77,3 +77,13 @@ def test_a_runsc_policy_runs_the_task_under_gvisor(
     head = run.result["integration_commit"]
     assert "Starting gVisor" in run.show(head, "boxed/kernel.txt")  # gVisor's own kernel log
     assert "Starting gVisor" not in run.show(head, "plain/kernel.txt")
+
+
+def test_plan_without_a_daemon_says_the_runtime_was_not_checked(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, FILES)
+    (tmp_path / "plan.yaml").write_text(PLAN)
+    (tmp_path / "odd.yaml").write_text(f"runtime: {MISSING}\n")
+    no_daemon = {"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path, env=no_daemon)
+    assert proc.returncode == 0, proc.stderr  # `plan` starts nothing and needs no daemon
+    assert f"not checked: runtime {MISSING} (no Docker daemon)" in proc.stdout
