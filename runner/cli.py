@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,7 +21,11 @@ from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
 from runner.errors import InputError, RunnerError, Terminated
+from runner.runtimes import check_runtimes
 from runner.settings import Settings
+
+if TYPE_CHECKING:
+    from runner.preflight import Prepared
 
 app = typer.Typer(
     help="Run a plan's tasks in parallel, each in its own hardened Docker sandbox; "
@@ -78,9 +82,12 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     """Validate a plan and print the dispatch plan (waves, scopes, overlaps); start nothing."""
     from runner.preflight import preflight
 
-    prepared = preflight(load_plan(plan), repo, Settings(), os.environ)
+    settings = Settings()
+    prepared = preflight(load_plan(plan), repo, settings, os.environ)
     d = prepared.dispatch
     out = Console()
+    if prepared.runtime_asks:
+        _check_runtimes_if_reachable(prepared, settings, out)
     out.print(
         f"plan {plan}: {len(prepared.doc.plan.tasks)} tasks in {len(d.waves)} waves, "
         f"base {prepared.doc.plan.base} = {prepared.base_commit[:12]}"
@@ -164,6 +171,7 @@ def execute(
             f"image(s) not found: {', '.join(missing)}",
             hint="build the runner's images with `runner images build` (a plan may name yours)",
         )
+    check_runtimes(prepared.doc, prepared.runtime_asks, _daemon_runtimes(client))
     backend = DockerBackend(
         client,
         settings.collector_image,
@@ -189,6 +197,23 @@ def execute(
             if on_end is not None:
                 on_end(coordinator.result)
     return result
+
+
+def _daemon_runtimes(client: Any) -> dict[str, Any]:
+    return dict(client.info().get("Runtimes") or {})
+
+
+def _check_runtimes_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:
+    """`runner plan` starts nothing and works without a daemon: it checks runtimes when it can."""
+    from runner.sandbox.docker import connect
+
+    try:
+        client = connect(settings.docker_timeout)
+    except RunnerError:
+        asked = sorted({a.runtime for a in prepared.runtime_asks})
+        out.print(f"[yellow]not checked:[/] runtime {', '.join(asked)} (no Docker daemon)")
+        return
+    check_runtimes(prepared.doc, prepared.runtime_asks, _daemon_runtimes(client))
 
 
 def _has_image(client: Any, name: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import git
@@ -13,6 +13,7 @@ from runner.core.policy import Policy, load_policy, warnings
 from runner.core.scope import Scope
 from runner.core.waves import Dispatch, dispatch, find_cycle
 from runner.errors import InputError, PlanError
+from runner.runtimes import RuntimeAsk
 from runner.settings import Settings
 
 
@@ -29,6 +30,8 @@ class Prepared:
     """Per task id, and "" for the plan's default (verify)."""
     env: dict[str, dict[str, str]]
     """Per task id: the passed-through variables' values (never logged)."""
+    runtime_asks: list[RuntimeAsk] = field(default_factory=list)
+    """Where a sandbox's OCI runtime is chosen; checked against the daemon before a run."""
 
     def warnings(self) -> list[str]:
         """Loud notes on the policies in use (weakened sandboxes, an open network)."""
@@ -52,11 +55,15 @@ def resolve_policy_path(name: str, plan_dir: Path, settings: Settings) -> Path:
     return settings.policies_dir / f"{name}.yaml"
 
 
-def _for_this_host(policy: Policy) -> Policy:
-    """An unprivileged host cannot give the clone to the policy's uid: run as the host's."""
-    if os.geteuid() == 0:
-        return policy
-    return policy.model_copy(update={"user": f"{os.getuid()}:{os.getgid()}"})
+def _for_this_host(policy: Policy, settings: Settings) -> Policy:
+    """An unprivileged host cannot give the clone to the policy's uid: run as the host's.
+    A policy naming no runtime gets the operator's (RUNNER_RUNTIME); its own always wins."""
+    update: dict[str, str] = {}
+    if os.geteuid() != 0:
+        update["user"] = f"{os.getuid()}:{os.getgid()}"
+    if policy.runtime is None and settings.runtime:
+        update["runtime"] = settings.runtime
+    return policy.model_copy(update=update) if update else policy
 
 
 def preflight(
@@ -105,6 +112,8 @@ def preflight(
     policies: dict[str, Policy] = {}
     plan_dir = Path(doc.source).resolve().parent
     loaded: dict[str, Policy] = {}
+    origins: dict[str, str] = {}
+    asks: list[RuntimeAsk] = []
     for key, name, loc in [("", plan.policy, ("policy",))] + [
         (t.id, t.policy or plan.policy, ("tasks", i, "policy") if t.policy else ("policy",))
         for i, t in enumerate(plan.tasks)
@@ -115,11 +124,15 @@ def preflight(
                 problems.append(doc.problem(loc, f"unknown policy {name!r} (no file {path})"))
                 continue
             try:
-                loaded[name] = _for_this_host(load_policy(path))
+                own = load_policy(path)
             except InputError as exc:
                 problems.append(doc.problem(loc, f"bad policy: {exc.message}"))
                 continue
-        policies[key] = loaded[name]
+            loaded[name] = _for_this_host(own, settings)
+            origins[name] = f"policy {name!r} ({path})" if own.runtime else "RUNNER_RUNTIME"
+        policy = policies[key] = loaded[name]
+        if policy.runtime:
+            asks.append(RuntimeAsk(policy.runtime, loc, origins[name], policy.network))
     if problems:
         raise PlanError(list(dict.fromkeys(problems)))  # a policy used twice is said once
     assert base is not None
@@ -132,4 +145,4 @@ def preflight(
             hint="make the scopes disjoint, add depends_on, or set on_overlap: serialize | allow",
         )
     env = {t.id: {n: environ[n] for n in t.env} for t in plan.tasks}
-    return Prepared(doc, repo, base, result, scopes, policies, env)
+    return Prepared(doc, repo, base, result, scopes, policies, env, asks)

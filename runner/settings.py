@@ -6,7 +6,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     default: the daemon's. Sandboxes never resolve names themselves."""
     log_format: Literal["auto", "console", "json"] = "auto"
     """auto: readable on a terminal, JSON lines elsewhere."""
+    runtime: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """OCI runtime of every sandbox whose policy names none (e.g. runsc: all under gVisor).
+    Precedence: the policy's own `runtime`, then this, then the daemon's default runtime."""
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # RUNNER_RUNTIME= (set but empty) means "the daemon's default", as if unset.
+        return None if value == "" else value
 
     @field_validator("egress_dns")
     @classmethod

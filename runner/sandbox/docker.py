@@ -359,7 +359,11 @@ def _parse_metrics(line: bytes) -> tuple[float | None, int | None, str | None]:
     fields = dict(kv.split("=", 1) for kv in text[len(mark) :].split() if "=" in kv)
     cpu = int(fields["cpu_ns"]) / 1e9 if fields.get("cpu_ns", "").isdigit() else None
     mem = int(fields["mem_bytes"]) if fields.get("mem_bytes", "").isdigit() else None
-    return (round(cpu, 3) if cpu is not None else None), mem, "cgroup"
+    if cpu is None and mem is None:
+        return None, None, None
+    # cgroup, or times under gVisor (no cgroup files inside: CPU only, no peak memory).
+    source = fields.get("src") if fields.get("src") in ("cgroup", "times") else "cgroup"
+    return (round(cpu, 3) if cpu is not None else None), mem, source
 
 
 def _extract(container: Container, path: str, dest: Path, cap: int, what: str) -> None:

@@ -21,6 +21,10 @@ from runner.sandbox import labels
 from runner.settings import Settings
 
 HERE = Path(__file__).parent
+# The runtime the sandboxes of this test session run under: CI runs the sandbox tests a second
+# time with RUNNER_RUNTIME=runsc (gVisor). Tests say what differs there, and why.
+RUNTIME = Settings().runtime
+GVISOR = RUNTIME == "runsc"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@example.test",

@@ -11,10 +11,11 @@ import pytest
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
+from runner import names
 from runner.cli import execute
 from runner.coordinator import repo_key
 from runner.settings import Settings
-from tests.integration.conftest import RunPlan, leftovers
+from tests.integration.conftest import GVISOR, RunPlan, leftovers
 
 FILES = {"README.md": "hi\n", "contracts/api.md": "the contract\n"}
 
@@ -76,7 +77,8 @@ def test_sandbox_is_hardened(run_plan: RunPlan, outside_server: tuple[str, int])
               PY
               grep CapEff /proc/self/status | awk '{{print $2}}' > caps.txt
               if [ -e /var/run/docker.sock ]; then echo present; else echo absent; fi > socket.txt
-              ls /objects/pack >/dev/null && try_write /objects/evil > objects-write.txt
+              # test -d, not ls: coreutils ls fails (EINVAL from statx) under runsc 2022-12.
+              test -d /objects/pack && try_write /objects/evil > objects-write.txt
         """,
         FILES,
     )
@@ -157,7 +159,7 @@ def test_cache_volume_survives_the_run_so_a_rerun_is_warm(
     volumes = docker_client.volumes.list(
         filters={"label": [f"runner.cache={key}", "runner.task=warm"]}
     )
-    assert [v.name for v in volumes] == [f"runner-cache-{key}-task-warm"]
+    assert [v.name for v in volumes] == [names.cache_volume(key, "task", "warm")]
     # Same repo, same task: a second run finds the cache its first run filled.
     result = execute(first.repo.parent / "plan.yaml", first.repo, Settings())
     assert result.integration_commit is not None
@@ -240,7 +242,37 @@ def test_open_network_policy_reaches_out_and_its_network_is_removed(
         """,
         FILES,
     )
+    if GVISOR:
+        # runsc is registered with --network=none (its own network stack starts no container on
+        # this daemon): the run is refused before it starts, rather than run without a network.
+        assert run.code == 2, run.stderr
+        assert "network: open, but the daemon runs runtime runsc with --network=none" in (
+            run.stderr
+        )
+        return
     assert run.code == 0, run.stderr
     fetched = run.show(run.result["integration_commit"], "fetched.txt")
     assert fetched == "hello from the test's server"
     # The fixture asserts that the run's network is gone, with its containers.
+
+
+def test_cpu_and_memory_are_measured(run_plan: RunPlan) -> None:
+    run = run_plan(
+        """
+        tasks:
+          - id: busy
+            run: |
+              python3 -c "sum(range(2 * 10**7)); x = bytearray(64 * 1024 * 1024)"
+              echo done > done.txt
+        """,
+        FILES,
+    )
+    assert run.code == 0, run.stderr
+    busy = run.task("busy")
+    assert busy["cpu_s"] is not None and busy["cpu_s"] > 0.05, busy
+    if GVISOR:
+        # No cgroup files inside gVisor: CPU from the wrapper's `times`, no peak memory.
+        assert (busy["metrics_source"], busy["peak_memory_bytes"]) == ("times", None), busy
+    else:
+        assert busy["metrics_source"] == "cgroup", busy
+        assert busy["peak_memory_bytes"] > 64 * 1024 * 1024, busy
