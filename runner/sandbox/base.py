@@ -57,7 +57,9 @@ class Execution:
     peak_memory_bytes: int | None = None
     metrics_source: str | None = None
     disk_exceeded: bool = False
-    """Stopped for writing more than the policy's `disk`."""
+    """Stopped for adding more than the policy's `disk` to /work, /out and /cache together."""
+    disk_added: int | None = None
+    """Bytes the task added there (net, at the guard's last look); None: not watched."""
 
 
 @dataclass(frozen=True)
