@@ -85,6 +85,7 @@ class Row:
     overshoot: list[int] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     setup_s: list[float] = field(default_factory=list)
+    steps: dict[str, list[float]] = field(default_factory=dict)
 
     def line(self) -> str:
         med, worst = statistics.median(self.overshoot), max(self.overshoot)
@@ -111,19 +112,24 @@ def tmpfs(mnt: Path, size: int, t: dict[str, float]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def loopfs(mnt: Path, image: Path, size: int, t: dict[str, float]) -> Iterator[Path]:
-    t0 = time.perf_counter()
-    sh("truncate", "-s", str(size), str(image))
-    # No reserved blocks: the limit is the task's; ext4's journal and metadata come on top.
-    sh("mkfs.ext4", "-q", "-F", "-m", "0", str(image))
-    sh("mount", "-o", "loop", str(image), str(mnt))
-    t["setup"] = time.perf_counter() - t0
+    steps = (
+        ("truncate", ("truncate", "-s", str(size), str(image))),
+        # No reserved blocks: the limit is the task's; ext4's journal and metadata come on top.
+        ("mkfs", ("mkfs.ext4", "-q", "-F", "-m", "0", str(image))),
+        ("mount", ("mount", "-o", "loop", str(image), str(mnt))),
+    )
+    for name, argv in steps:
+        t0 = time.perf_counter()
+        sh(*argv)
+        t[name] = time.perf_counter() - t0
     try:
         yield mnt
     finally:
         t0 = time.perf_counter()
         sh("umount", str(mnt))
         image.unlink()
-        t["setup"] += time.perf_counter() - t0
+        t["umount+rm"] = time.perf_counter() - t0
+        t["setup"] = sum(t.values())
 
 
 Mount = Callable[[dict[str, float]], contextlib.AbstractContextManager[Path]]
@@ -142,6 +148,8 @@ def hard_bound(row: Row, make: Mount, limit: int) -> None:
             elif p.name != "lost+found":
                 shutil.rmtree(p)
     row.setup_s.append(t["setup"])
+    for name, took in t.items():
+        row.steps.setdefault(name, []).append(took)
 
 
 # -- (b) watchdog --------------------------------------------------------------------------
@@ -274,6 +282,14 @@ def main() -> None:
     print(f"{'method':<22} {'writer':<6} {'median':>9} {'worst':>9} {'cpu':>6} {'setup ms':>7}")
     for row in rows:
         print(row.line())
+    for row in rows:
+        if len(row.steps) > 1:
+            each = ", ".join(
+                f"{k} {statistics.median(v) * 1000:.1f}"
+                for k, v in row.steps.items()
+                if k != "setup"
+            )
+            print(f"{row.method} ({row.writer}), median ms per step: {each}")
 
 
 if __name__ == "__main__":
