@@ -114,12 +114,16 @@ class DiskGuard:
         self.looks = 0
         """Walks done (the base and the last look included)."""
         self._started = False
+        self._grown_from, self._walk_s = 0, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="disk-guard", daemon=True)
 
     def start(self) -> None:
         """Take the base (what is there already does not count) and start watching."""
+        self._grown_from = self.probe(self.paths) if self.probe else 0
+        started = time.monotonic()
         self.base = self.measure(self.paths)
+        self._walk_s = time.monotonic() - started
         self._started = True
         self._thread.start()
 
@@ -147,9 +151,9 @@ class DiskGuard:
         self.stop()
 
     def _watch(self) -> None:
-        period = self.interval  # between walks; grows when walks are slow
-        last_walk, walk_s = time.monotonic(), 0.0
-        grown_from = self.probe(self.paths) if self.probe else 0
+        walk_s, grown_from = self._walk_s, self._grown_from
+        period = max(self.interval, walk_s / self.cpu_share)  # between walks
+        last_walk = time.monotonic()
         while not self._stop.wait(self.interval):
             since = time.monotonic() - last_walk
             if since < period:
