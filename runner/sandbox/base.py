@@ -60,7 +60,9 @@ class Execution:
     peak_memory_bytes: int | None = None
     metrics_source: str | None = None
     disk_exceeded: bool = False
-    """Stopped for writing more than the policy's `disk`."""
+    """Stopped for adding more than the policy's `disk` to /work, /out and /cache together."""
+    disk_added: int | None = None
+    """Bytes the task added there (net, at the guard's last look); None: not watched."""
     address: str | None = None
     """The sandbox's address on its network while it ran (allowlist sandboxes: the client
     address the egress proxy logs)."""

@@ -28,6 +28,7 @@ from runner.errors import SandboxError
 from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
 from runner.sandbox.base import Collected, Execution, Gateway, SandboxBackend, SandboxSpec
+from runner.sandbox.disk import DiskGuard
 from runner.sandbox.egress import EgressProxies
 from runner.sandbox.logpump import METRICS_MARK, LogPump
 from runner.sandbox.options import BUNDLE, OUT, container_options
@@ -101,6 +102,7 @@ class DockerBackend(SandboxBackend):
     def execute(self, spec: SandboxSpec) -> Execution:
         self._prepare_state(spec)
         self._ensure_cache(spec)
+        disk_paths = self._disk_paths(spec)
         log_path = spec.state / f"{spec.role}.log"
         container = self._create(spec)
         masker = Masker.from_env(spec.env) if spec.env else None
@@ -110,9 +112,13 @@ class DockerBackend(SandboxBackend):
             )
         pump = LogPump(log_path, spec.policy.max_log, masker=masker)
         timed_out, stats, address = False, None, None
+        guard = DiskGuard(disk_paths, spec.policy.disk, lambda: _kill(container))
         try:
             # Attached before the start, so the stream carries every byte from the first.
             stream = _call(container.attach, stdout=True, stderr=True, stream=True, logs=False)
+            # Started before the container: what is there already (the checkout, a warm cache)
+            # is the base; only what the task adds counts against the policy's `disk`.
+            guard.start()
             started = time.monotonic()
             _call(container.start)
             if spec.proxy and spec.network:  # the client address its proxy logs
@@ -128,17 +134,29 @@ class DockerBackend(SandboxBackend):
                     container.kill()
                 code = int(container.wait(timeout=60)["StatusCode"])
             duration = time.monotonic() - started
+            guard.stop()
             reader.join(timeout=30)
             _call(container.reload)
             oom = bool(container.attrs["State"].get("OOMKilled"))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"sandbox {container.name} failed: {exc}") from None
+        finally:
+            guard.stop()
         cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
         if source is None and stats is not None:
             cpu, mem, source = stats
         return Execution(
-            code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source, address=address
-        )
+            code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source,
+            disk_exceeded=guard.exceeded, disk_added=guard.added, address=address,
+        )  # fmt: skip
+
+    def _disk_paths(self, spec: SandboxSpec) -> list[Path]:
+        """The host side of what a task can write: /work, /out and its cache volume."""
+        paths = [spec.workspace, spec.state / "out"]
+        if spec.cache_volume:
+            volume = _call(self.client.volumes.get, spec.cache_volume)
+            paths.append(Path(volume.attrs["Mountpoint"]))
+        return paths
 
     def _create(self, spec: SandboxSpec) -> Container:
         opts = container_options(spec)
@@ -306,6 +324,12 @@ class DockerBackend(SandboxBackend):
                 if exc.status_code != 409:  # 409: in use by a running sandbox; kept
                     raise
         return removed
+
+
+def _kill(container: Container) -> None:
+    # Already gone (it ended as the guard looked): nothing to stop.
+    with contextlib.suppress(docker.errors.APIError):
+        container.kill()
 
 
 def _drain(pump: LogPump, stream: Any) -> None:
