@@ -69,9 +69,7 @@ def collect_garbage(
             hint="runner gc --caches --repo .",
         )
     if all_runs:
-        runs = {c.labels[L.RUN] for c in client.containers.list(all=True, filters={"label": L.RUN})}
-        runs |= {n.attrs["Labels"][L.RUN] for n in client.networks.list(filters={"label": L.RUN})}
-        removed = sum(backend.cleanup(r) for r in sorted(runs))
+        removed = sum(backend.cleanup(r) for r in sorted(backend.runs()))
     else:
         removed = backend.cleanup(None)
     lines = [f"removed {removed} container(s) and network(s) left by runs"]

@@ -291,6 +291,13 @@ class DockerBackend(SandboxBackend):
         }
         return sum(self.cleanup(r) for r in sorted(dead))
 
+    def runs(self) -> set[str]:
+        """Ids of every run that has containers or networks, alive or not."""
+        found = {c.attrs["Labels"][L.RUN] for c in self._list([L.RUN])}
+        return found | {
+            n.attrs["Labels"][L.RUN] for n in self.client.networks.list(filters={"label": L.RUN})
+        }
+
     def _remove_containers(self, filters: list[str], roles: set[str] | None = None) -> int:
         found = self._list(filters)
         if roles is not None:

@@ -33,6 +33,7 @@ from runner.sandbox.base import SandboxSpec
 from runner.sandbox.docker import DockerBackend
 from runner.sandbox.options import container_options
 from tests.integration.conftest import leftovers, make_repo, remove_caches, runner_cli
+from tests.security.attacks import attack
 
 SERVE = "python3 -u -m http.server 9090 & exec python3 -u -m http.server 8080"
 
@@ -192,6 +193,11 @@ def _task(task_id: str, policy: str, attempts: dict[str, str]) -> str:
     return head + "    run: |\n" + textwrap.indent(script, "      ")
 
 
+@attack(
+    "an allowlist task reaching its listed name through the proxy, then the same server by IP "
+    "(through the proxy and directly), another name, another port, and the host",
+    "only the listed name and port answer; every other try fails and is recorded as a denial",
+)
 def test_allowlist_run_reaches_only_listed_names_and_ports(
     tmp_path: Path, outside: Outside, docker_client: docker.DockerClient
 ) -> None:
@@ -322,6 +328,11 @@ def _probe(client: docker.DockerClient, opts: dict[str, Any], attempts: dict[str
     return json.loads(out[-1])
 
 
+@attack(
+    "DNS exfiltration: looking up unlisted names (resolver, Docker's DNS, raw queries, via the "
+    "proxy)",
+    "no query for an unlisted name reaches any resolver (a resolver of the test's own sees none)",
+)
 def test_dns_of_unlisted_names_does_not_leave(
     tmp_path: Path, docker_client: docker.DockerClient, backend: DockerBackend,
     outside: Outside, run_id: str,

@@ -21,6 +21,9 @@ class Attack:
     outcome: str
     test: str
     """module::function of the case."""
+    line: int = 0
+    """Where it is defined: the table's order does not depend on which module pytest imports
+    first."""
 
 
 CASES: list[Attack] = []
@@ -30,7 +33,8 @@ def attack(what: str, outcome: str) -> Callable[[F], F]:
     """Declare a case: the attack a task makes and the outcome the host must show."""
 
     def mark(fn: F) -> F:
-        CASES.append(Attack(what, outcome, f"{fn.__module__}::{fn.__name__}"))
+        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", 0)
+        CASES.append(Attack(what, outcome, f"{fn.__module__}::{fn.__name__}", line))
         marked: F = pytest.mark.security(fn)
         return marked
 
