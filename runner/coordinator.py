@@ -449,6 +449,7 @@ class Coordinator:
             timed_out=ex.timed_out,
             oom_killed=ex.oom_killed,
             disk_exceeded=ex.disk_exceeded,
+            lost=ex.lost,
             interrupted=self.interrupted,
             problem=problem,
             files_changed=len(tres.files_changed),

@@ -42,6 +42,7 @@ def task_ended(task_id: str, ex: Execution) -> dict[str, Any]:
         "timed_out": ex.timed_out,
         "oom_killed": ex.oom_killed,
         "disk_exceeded": ex.disk_exceeded,
+        "lost": ex.lost,
         "duration_s": ex.duration_s,
         "log": str(ex.log_path),
     }

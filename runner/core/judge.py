@@ -15,6 +15,8 @@ class Ending:
     timed_out: bool = False
     oom_killed: bool = False
     disk_exceeded: bool = False
+    lost: str | None = None
+    """Why its sandbox went away while it ran, if it did."""
     interrupted: str | None = None
     """The signal that interrupted the run (SIGINT, SIGTERM), if one did."""
     problem: str | None = None
@@ -39,6 +41,8 @@ def judge(e: Ending, limits: Limits) -> tuple[TaskStatus | None, str | None]:
         return TaskStatus.REJECTED, f"{e.problem}{kept}"
     if e.interrupted:
         return TaskStatus.FAILED, f"interrupted ({e.interrupted}){kept}"
+    if e.lost:
+        return TaskStatus.SANDBOX_LOST, f"{e.lost}{kept}"
     if e.timed_out:
         return TaskStatus.TIMEOUT, f"killed after {limits.timeout:g}s{kept}"
     if e.oom_killed:

@@ -24,6 +24,8 @@ class TaskStatus(StrEnum):
     """Its work conflicts with work merged before it; kept, not merged."""
     VERIFY_FAILED = "verify_failed"
     """Merged, but verify went red on its wave; the integration branch stays at the last green."""
+    SANDBOX_LOST = "sandbox_lost"
+    """Its sandbox went away while it ran (removed from outside); what it wrote is kept."""
     DISK_LIMIT = "disk_limit"
     """Stopped for writing more than the policy's `disk`; partial work kept."""
     REJECTED = "rejected"

@@ -24,7 +24,7 @@ EVENTS: dict[str, str] = {
     "wave_started": "wave, tasks, start (the commit its tasks start from)",
     "task_queued": "task, wave, start",
     "task_started": "task, start, workspace, container",
-    "task_ended": "task, exit_code, timed_out, oom_killed, disk_exceeded, duration_s, log",
+    "task_ended": "task, exit_code, timed_out, oom_killed, disk_exceeded, lost, duration_s, log",
     "collected": "task, head (None: see problem), problem, out, notes",
     "fetched": "task, ref, commit, files_changed, problem, kept (where its work is now)",
     "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit",

@@ -61,6 +61,8 @@ class Execution:
     metrics_source: str | None = None
     disk_exceeded: bool = False
     """Stopped for adding more than the policy's `disk` to /work, /out and /cache together."""
+    lost: str | None = None
+    """Why the sandbox went away before the script ended (removed from outside)."""
     disk_added: int | None = None
     """Bytes the task added there (net, at the guard's last look); None: not watched."""
     address: str | None = None

@@ -111,7 +111,8 @@ class DockerBackend(SandboxBackend):
                 "values too short to mask; they may show in the log", names=masker.too_short
             )
         pump = LogPump(log_path, spec.policy.max_log, masker=masker)
-        timed_out, stats, address = False, None, None
+        timed_out, stats, address, lost = False, None, None, None
+        started = time.monotonic()
         guard = DiskGuard(disk_paths, spec.policy.disk, lambda: _kill(container))
         try:
             # Attached before the start, so the stream carries every byte from the first.
@@ -138,6 +139,13 @@ class DockerBackend(SandboxBackend):
             reader.join(timeout=30)
             _call(container.reload)
             oom = bool(container.attrs["State"].get("OOMKilled"))
+            if code == 137 and not (oom or timed_out) and _being_removed(container):
+                raise docker.errors.NotFound("removed while it ran")
+        except docker.errors.NotFound:
+            # Removed from outside while it ran: the task's result, not the runner's fault.
+            # Its workspace is still on the host, so its work can still be collected.
+            lost = f"its sandbox {container.name} was removed from outside while it ran"
+            code, oom, duration = None, False, time.monotonic() - started
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"sandbox {container.name} failed: {exc}") from None
         finally:
@@ -147,7 +155,7 @@ class DockerBackend(SandboxBackend):
             cpu, mem, source = stats
         return Execution(
             code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source,
-            disk_exceeded=guard.exceeded, disk_added=guard.added, address=address,
+            disk_exceeded=guard.exceeded, disk_added=guard.added, address=address, lost=lost,
         )  # fmt: skip
 
     def _disk_paths(self, spec: SandboxSpec) -> list[Path]:
@@ -337,6 +345,20 @@ def _kill(container: Container) -> None:
     # Already gone (it ended as the guard looked): nothing to stop.
     with contextlib.suppress(docker.errors.APIError):
         container.kill()
+
+
+def _being_removed(container: Container) -> bool:
+    """A SIGKILL we did not send: is the container going away (`docker rm -f` from outside)?
+    The kill comes first, the removal a moment later; a task that killed itself stays."""
+    for _ in range(20):  # bounded: 2 s
+        if container.attrs["State"].get("Status") in ("removing", "dead"):
+            return True
+        time.sleep(0.1)
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return True
+    return False
 
 
 def _drain(pump: LogPump, stream: Any) -> None:

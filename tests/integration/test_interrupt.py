@@ -67,3 +67,39 @@ def _wait_for_sandboxes(client: docker.DockerClient, repo: Path, count: int) -> 
             return str(mine[0].labels[labels.RUN])
         time.sleep(0.2)
     pytest.fail("the run's sandboxes did not start")
+
+
+def test_a_sandbox_removed_from_outside_is_lost_and_the_run_goes_on(
+    tmp_path: Path, images: None, docker_client: docker.DockerClient
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(
+        "tasks:\n"
+        "  - {id: gone, scope: ['a/**'], run: 'mkdir a && echo begun > a/begun.txt && sleep 300'}\n"
+        "  - {id: fine, scope: ['b/**'], run: 'mkdir b && echo ok > b/ok.txt && sleep 2'}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_id = _wait_for_sandboxes(docker_client, repo, count=1)
+    begun = repo / ".git" / "runner" / "runs" / run_id / "tasks" / "gone" / "work" / "a"
+    for _ in range(150):  # bounded: the task writes its partial work first, then sleeps
+        if (begun / "begun.txt").exists():
+            break
+        time.sleep(0.1)
+    flt: dict[str, str | list[str] | bool] = {
+        "label": [f"{labels.RUN}={run_id}", f"{labels.TASK}=gone", f"{labels.ROLE}=task"]
+    }
+    for container in docker_client.containers.list(filters=flt):
+        container.remove(force=True)  # from outside, as an operator or another tool might
+    out, err = proc.communicate(timeout=120)
+    remove_caches(docker_client, repo)
+    assert proc.returncode == 1, err
+    result = json.loads(out)
+    gone = next(t for t in result["tasks"] if t["id"] == "gone")
+    assert gone["status"] == "sandbox_lost", gone
+    assert "removed from outside" in gone["reason"]
+    assert git(repo, "show", f"{gone['ref']}:a/begun.txt") == "begun"  # what it wrote is kept
+    assert next(t for t in result["tasks"] if t["id"] == "fine")["status"] == "merged"
+    assert leftovers(docker_client, run_id) == []

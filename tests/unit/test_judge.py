@@ -22,6 +22,11 @@ REF = "refs/runner/r/task/t"
         (Ending(137, disk_exceeded=True), TaskStatus.DISK_LIMIT, "more than 64 MiB"),
         (Ending(0, interrupted="SIGTERM"), TaskStatus.FAILED, "interrupted (SIGTERM)"),
         (
+            Ending(None, lost="its sandbox x was removed", kept=REF),
+            TaskStatus.SANDBOX_LOST,
+            f"its sandbox x was removed; its work is kept at {REF}",
+        ),
+        (
             Ending(0, files_changed=1, violations=("etc/x",), kept=REF),
             TaskStatus.SCOPE_VIOLATION,
             "changed paths it may not: etc/x",

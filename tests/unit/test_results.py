@@ -135,7 +135,7 @@ def test_status_values_are_stable_strings() -> None:
     # Consumers of the JSON match on these; renaming one is a schema change.
     assert [s.value for s in TaskStatus] == [
         "merged", "failed", "timeout", "oom", "scope_violation", "conflict", "verify_failed",
-        "disk_limit", "rejected", "no_changes", "skipped",
+        "sandbox_lost", "disk_limit", "rejected", "no_changes", "skipped",
     ]  # fmt: skip
     assert [s.value for s in RunStatus] == ["running", "success", "partial", "error", "interrupted"]
 
