@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,3 +153,19 @@ def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
     flt: dict[str, str | list[str] | bool] = {"label": f"{labels.RUN}={run_id}"}
     names = [str(c.name) for c in client.containers.list(all=True, filters=flt)]
     return names + [str(n.name) for n in client.networks.list(filters=flt)]
+
+
+def start_run(tmp_path: Path, repo: Path, plan: str) -> subprocess.Popen[str]:
+    """`runner run plan.yaml --json` in the background (to signal, kill or watch it)."""
+    (tmp_path / "plan.yaml").write_text(plan)
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_file(path: Path, seconds: float = 15) -> None:
+    """Bounded wait for a file a task writes (its partial work) before the test acts."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)

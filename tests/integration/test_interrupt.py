@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,14 @@ import docker
 import pytest
 
 from runner.sandbox import labels
-from tests.integration.conftest import git, leftovers, make_repo, remove_caches
+from tests.integration.conftest import (
+    git,
+    leftovers,
+    make_repo,
+    remove_caches,
+    start_run,
+    wait_for_file,
+)
 
 PLAN = """\
 tasks:
@@ -31,17 +36,9 @@ def test_interrupt_removes_sandboxes_and_reports(
     sig: signal.Signals, code: int, tmp_path: Path, images: None, docker_client: docker.DockerClient
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
-    (tmp_path / "plan.yaml").write_text(PLAN)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_run(tmp_path, repo, PLAN)
     run_id = _wait_for_sandboxes(docker_client, repo, count=2)
-    begun = repo / ".git" / "runner" / "runs" / run_id / "tasks" / "sleeper" / "work" / "a"
-    for _ in range(100):  # bounded: the task writes its partial work first, then sleeps
-        if (begun / "begun.txt").exists():
-            break
-        time.sleep(0.1)
+    wait_for_file(repo / ".git/runner/runs" / run_id / "tasks/sleeper/work/a/begun.txt")
     proc.send_signal(sig)
     started = time.monotonic()
     out, err = proc.communicate(timeout=60)
@@ -69,25 +66,20 @@ def _wait_for_sandboxes(client: docker.DockerClient, repo: Path, count: int) -> 
     pytest.fail("the run's sandboxes did not start")
 
 
+LOSE = """\
+tasks:
+  - {id: gone, scope: ['a/**'], run: 'mkdir a && echo begun > a/begun.txt && sleep 300'}
+  - {id: fine, scope: ['b/**'], run: 'mkdir b && echo ok > b/ok.txt && sleep 2'}
+"""
+
+
 def test_a_sandbox_removed_from_outside_is_lost_and_the_run_goes_on(
     tmp_path: Path, images: None, docker_client: docker.DockerClient
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
-    (tmp_path / "plan.yaml").write_text(
-        "tasks:\n"
-        "  - {id: gone, scope: ['a/**'], run: 'mkdir a && echo begun > a/begun.txt && sleep 300'}\n"
-        "  - {id: fine, scope: ['b/**'], run: 'mkdir b && echo ok > b/ok.txt && sleep 2'}\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_run(tmp_path, repo, LOSE)
     run_id = _wait_for_sandboxes(docker_client, repo, count=1)
-    begun = repo / ".git" / "runner" / "runs" / run_id / "tasks" / "gone" / "work" / "a"
-    for _ in range(150):  # bounded: the task writes its partial work first, then sleeps
-        if (begun / "begun.txt").exists():
-            break
-        time.sleep(0.1)
+    wait_for_file(repo / ".git/runner/runs" / run_id / "tasks/gone/work/a/begun.txt")
     flt: dict[str, str | list[str] | bool] = {
         "label": [f"{labels.RUN}={run_id}", f"{labels.TASK}=gone", f"{labels.ROLE}=task"]
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,14 @@ from runner import names
 from runner.core.runstate import project
 from runner.journal import read_journal
 from runner.sandbox import labels
-from tests.integration.conftest import RunPlan, leftovers, make_repo, remove_caches, runner_cli
+from tests.integration.conftest import (
+    RunPlan,
+    leftovers,
+    make_repo,
+    remove_caches,
+    runner_cli,
+    start_run,
+)
 
 SECRET = "s3cret-value-never-journaled"
 
@@ -137,11 +143,7 @@ def test_status_reads_a_live_run_then_equals_its_result(
     tmp_path: Path, images: None, docker_client: docker.DockerClient
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
-    (tmp_path / "plan.yaml").write_text(HOLD)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_run(tmp_path, repo, HOLD)
     try:
         live = wait_for_running(repo, "hold")
         assert live["status"] == "running" and live["owner_alive"] is True
@@ -177,11 +179,7 @@ def test_status_says_a_killed_run_died_and_where_its_work_is(
     tmp_path: Path, images: None, docker_client: docker.DockerClient
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
-    (tmp_path / "plan.yaml").write_text(HOLD)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_run(tmp_path, repo, HOLD)
     run_id = ""
     try:
         live = wait_for_running(repo, "hold")
@@ -225,11 +223,7 @@ def test_an_interrupted_run_journals_the_signal_and_its_end(
     tmp_path: Path, images: None, docker_client: docker.DockerClient
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
-    (tmp_path / "plan.yaml").write_text(HOLD)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_run(tmp_path, repo, HOLD)
     try:
         wait_for_running(repo, "hold")
         proc.send_signal(signal.SIGTERM)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import git
+from tests.integration.conftest import GVISOR, git
 from tests.security.attacks import attack
 from tests.security.conftest import Attempt, Launch
 
@@ -31,6 +31,8 @@ tasks:
       while True:
           for p in paths:
               peak = max(peak, int(open(p).read()))
+          if not paths:  # no cgroup inside (gVisor): count the processes
+              peak = max(peak, sum(1 for d in glob.glob("/proc/[0-9]*")))
           open("fork/peak.txt", "w").write(f"{peak}\n")
           time.sleep(0.1)
       PY
@@ -92,7 +94,9 @@ def test_fork_bomb_is_contained(run: Attempt) -> None:
     assert bomb["status"] in ("timeout", "failed"), bomb
     assert run.show(bomb["ref"], "fork/started.txt") == "started"
     peak = int(run.show(bomb["ref"], "fork/peak.txt"))
-    assert 16 < peak <= 512  # the bomb ran, and hit the policy's pids limit
+    assert peak > 16  # the bomb ran
+    if not GVISOR:  # and hit the policy's pids limit; under gVisor that limit bounds the
+        assert peak <= 512  # sandbox kernel's own host threads, which then ends the sandbox
 
 
 @attack(
