@@ -79,7 +79,7 @@ class Task(_Model):
         for glob in value or []:
             if not glob.strip():
                 raise ValueError("a glob must not be empty")
-            if glob.startswith("../") or "/../" in glob:
+            if ".." in glob.strip().removeprefix("!").split("/"):
                 raise ValueError(f"glob {glob!r} climbs out of the repo")
         return value
 
