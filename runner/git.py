@@ -144,10 +144,17 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
     return out(repo, "rev-parse", dest_ref)
 
 
-def init_quarantine(path: Path, borrow_from: Path) -> None:
-    """A bare repo of the runner's own that borrows `borrow_from`'s objects (read-only use)."""
+def object_format(repo: Path) -> str:
+    """sha1 or sha256: a repo that borrows another's objects must name them the same way."""
+    return out(repo, "rev-parse", "--show-object-format")
+
+
+def init_quarantine(path: Path, repo: Path) -> None:
+    """A bare repo of the runner's own that borrows repo's objects (read-only use)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(path.parent, "init", "--quiet", "--bare", "--template=", str(path))
+    fmt = f"--object-format={object_format(repo)}"
+    git(path.parent, "init", "--quiet", "--bare", "--template=", fmt, str(path))
+    borrow_from = common_dir(repo) / "objects"
     (path / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (path / "objects" / "info" / "alternates").write_text(f"{borrow_from}\n")
 
@@ -264,7 +271,8 @@ def clone_for_sandbox(repo: Path, commit: str, dest: Path, branch: str, objects_
     `git worktree add` on a 50,000-commit repo, where copying a full pack costs ~20x.
     """
     objects = common_dir(repo) / "objects"
-    git(dest.parent, "init", "--quiet", "--initial-branch", branch, str(dest))
+    fmt = f"--object-format={object_format(repo)}"
+    git(dest.parent, "init", "--quiet", "--initial-branch", branch, fmt, str(dest))
     info = dest / ".git" / "objects" / "info"
     (info / "alternates").write_text(f"{objects}\n")
     git(dest, "update-ref", f"refs/heads/{branch}", commit)

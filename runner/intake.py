@@ -59,7 +59,7 @@ def bring_home(
         return Intake(None, problem=problem)
     quarantine = scratch / "quarantine.git"
     shutil.rmtree(quarantine, ignore_errors=True)
-    git.init_quarantine(quarantine, git.common_dir(repo) / "objects")
+    git.init_quarantine(quarantine, repo)
     try:
         return _checked(repo, quarantine, start, bundle, ref, max_objects)
     finally:

@@ -17,7 +17,9 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_CONFIG_PARAMETERS GIT_EXEC_PATH GIT_TEMPLATE_DIR
 rm -rf "$own" "$out"
 mkdir -p "$out"
-git init --quiet --bare --template= "$own"
+# The task's objects are named as the host's are: 64 hex digits is a SHA-256 repository.
+format=sha1; [ "${#RUNNER_START}" -eq 64 ] && format=sha256
+git init --quiet --bare --template= --object-format="$format" "$own"
 git --git-dir="$own" config core.bare false
 export GIT_DIR="$own" GIT_WORK_TREE=/work GIT_INDEX_FILE="$own/index"
 printf '%s\n%s\n' "$task/objects" /objects >"$own/objects/info/alternates"
