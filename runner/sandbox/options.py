@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from runner import names
@@ -59,18 +60,18 @@ def environment(spec: SandboxSpec) -> dict[str, str]:
 def container_options(spec: SandboxSpec) -> dict[str, Any]:
     """Keyword arguments for `containers.create` for this sandbox (role decides the command)."""
     p = spec.policy
-    volumes: dict[str, dict[str, str]] = {
-        str(spec.workspace): {"bind": WORK, "mode": "rw"},
-        str(spec.objects): {"bind": OBJECTS, "mode": "ro"},
-        str(spec.state / "control"): {"bind": CONTROL, "mode": "ro"},
-        str(spec.state / "out"): {"bind": OUT, "mode": "ro" if spec.role == "collect" else "rw"},
-    }
+    mounts = [
+        bind(spec.workspace, WORK),
+        bind(spec.objects, OBJECTS, read_only=True),
+        bind(spec.state / "control", CONTROL, read_only=True),
+        bind(spec.state / "out", OUT, read_only=spec.role == "collect"),
+    ]
     if spec.role == "collect":
-        volumes[str(spec.state / "bundle")] = {"bind": BUNDLE, "mode": "rw"}
+        mounts.append(bind(spec.state / "bundle", BUNDLE))
     if spec.shared is not None:
-        volumes[str(spec.shared)] = {"bind": SHARED, "mode": "ro"}
+        mounts.append(bind(spec.shared, SHARED, read_only=True))
     if spec.cache_volume and spec.role != "collect":
-        volumes[spec.cache_volume] = {"bind": CACHE, "mode": "rw"}
+        mounts.append({"Type": "volume", "Source": spec.cache_volume, "Target": CACHE})
     script = "collect.sh" if spec.role == "collect" else "wrap.sh"
     opts: dict[str, Any] = {
         "image": spec.image,
@@ -80,7 +81,7 @@ def container_options(spec: SandboxSpec) -> dict[str, Any]:
         "environment": environment(spec),
         "working_dir": WORK,
         "user": p.user,
-        "volumes": volumes,
+        "mounts": mounts,
         "read_only": p.read_only_root,
         "tmpfs": {"/tmp": f"size={p.tmp_size},{p.tmp_options}"},
         "cap_drop": list(p.cap_drop),
@@ -105,6 +106,12 @@ def container_options(spec: SandboxSpec) -> dict[str, Any]:
     if p.runtime:
         opts["runtime"] = p.runtime
     return opts
+
+
+def bind(source: Path, target: str, *, read_only: bool = False) -> dict[str, Any]:
+    """A bind mount in the API's own form: a path with `:` in it stays one path (the
+    `SRC:DST:MODE` strings of `volumes` would split it)."""
+    return {"Type": "bind", "Source": str(source), "Target": target, "ReadOnly": read_only}
 
 
 def container_name(spec: SandboxSpec) -> str:

@@ -59,7 +59,7 @@ def test_interrupt_removes_sandboxes_and_reports(
 def _wait_for_sandboxes(client: docker.DockerClient, repo: Path, count: int) -> str:
     for _ in range(150):  # bounded: 30 s
         running = client.containers.list(filters={"label": f"{labels.ROLE}=task"})
-        mine = [c for c in running if str(repo) in str(c.attrs["HostConfig"]["Binds"])]
+        mine = [c for c in running if str(repo) in str(c.attrs["Mounts"])]
         if len(mine) >= count:
             return str(mine[0].labels[labels.RUN])
         time.sleep(0.2)

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,9 +117,18 @@ def test_collector_is_always_offline(spec: SandboxSpec) -> None:
     assert opts["labels"]["runner.role"] == "collect"
 
 
+def table(opts: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The mounts as {source: {bind, mode}}, to compare as data."""
+    return {
+        m["Source"]: {"bind": m["Target"], "mode": "ro" if m.get("ReadOnly") else "rw"}
+        for m in opts["mounts"]
+    }
+
+
 def test_task_mounts(spec: SandboxSpec, tmp_path: Path) -> None:
     full = replace(spec, shared=tmp_path / "shared", cache_volume="runner-cache-k-db")
-    assert container_options(full)["volumes"] == {
+    assert {m["Type"] for m in container_options(full)["mounts"]} == {"bind", "volume"}
+    assert table(container_options(full)) == {
         str(spec.workspace): {"bind": "/work", "mode": "rw"},
         str(spec.objects): {"bind": "/objects", "mode": "ro"},
         str(spec.state / "control"): {"bind": "/runner", "mode": "ro"},
@@ -132,7 +142,7 @@ def test_collector_mounts(spec: SandboxSpec, tmp_path: Path) -> None:
     collect = replace(
         spec, role="collect", shared=tmp_path / "shared", cache_volume="runner-cache-k-db"
     )
-    assert container_options(collect)["volumes"] == {
+    assert table(container_options(collect)) == {
         str(spec.workspace): {"bind": "/work", "mode": "rw"},
         str(spec.objects): {"bind": "/objects", "mode": "ro"},
         str(spec.state / "control"): {"bind": "/runner", "mode": "ro"},
@@ -143,7 +153,7 @@ def test_collector_mounts(spec: SandboxSpec, tmp_path: Path) -> None:
 
 
 def test_no_shared_no_shared_mount(spec: SandboxSpec) -> None:
-    binds = [v["bind"] for v in container_options(spec)["volumes"].values()]
+    binds = [v["bind"] for v in table(container_options(spec)).values()]
     assert "/shared" not in binds
     assert "/cache" not in binds
 
@@ -153,7 +163,7 @@ def test_only_the_specs_host_paths_are_mounted(
     spec: SandboxSpec, tmp_path: Path, role: Role
 ) -> None:
     full = replace(spec, role=role, shared=tmp_path / "shared", cache_volume="runner-cache-k-db")
-    volumes = container_options(full)["volumes"]
+    volumes = table(container_options(full))
     for source, mount in volumes.items():
         assert "docker.sock" not in source
         assert mount["bind"] != "/var/run/docker.sock"
@@ -224,3 +234,9 @@ def test_allowlist_sandbox_joins_its_gateway_and_gets_the_proxy(spec: SandboxSpe
     collect = container_options(replace(allow, role="collect"))
     assert collect["network_mode"] == "none" and "network" not in collect
     assert "HTTP_PROXY" not in collect["environment"]
+
+
+def test_a_path_with_a_colon_stays_one_path(spec: SandboxSpec, tmp_path: Path) -> None:
+    odd = tmp_path / "a:b" / "work"
+    mounts = container_options(replace(spec, workspace=odd))["mounts"]
+    assert {"Type": "bind", "Source": str(odd), "Target": "/work", "ReadOnly": False} in mounts
