@@ -95,3 +95,30 @@ def test_a_sandbox_removed_from_outside_is_lost_and_the_run_goes_on(
     assert git(repo, "show", f"{gone['ref']}:a/begun.txt") == "begun"  # what it wrote is kept
     assert next(t for t in result["tasks"] if t["id"] == "fine")["status"] == "merged"
     assert leftovers(docker_client, run_id) == []
+
+
+PAUSE = """\
+timeout: 6
+tasks:
+  - {id: paused, scope: ['p/**'], run: 'mkdir p && echo begun > p/begun.txt && sleep 300'}
+"""
+
+
+def test_a_paused_sandbox_still_meets_its_timeout(
+    tmp_path: Path, images: None, docker_client: docker.DockerClient
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    proc = start_run(tmp_path, repo, PAUSE)
+    run_id = _wait_for_sandboxes(docker_client, repo, count=1)
+    wait_for_file(repo / ".git/runner/runs" / run_id / "tasks/paused/work/p/begun.txt")
+    flt: dict[str, str | list[str] | bool] = {"label": [f"{labels.RUN}={run_id}"]}
+    for container in docker_client.containers.list(filters=flt):
+        container.pause()  # from outside: the task is frozen, its clock is not
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    remove_caches(docker_client, repo)
+    assert time.monotonic() - started < 60, "waited past the task's timeout"
+    task = json.loads(out)["tasks"][0]
+    assert task["status"] == "timeout", (task, err[-2000:])
+    assert git(repo, "show", f"{task['ref']}:p/begun.txt") == "begun"
+    assert leftovers(docker_client, run_id) == []
