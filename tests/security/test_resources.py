@@ -24,7 +24,7 @@ tasks:
       mkdir fork && echo started > fork/started.txt
       # A watcher started before the bomb (it needs no fork) records the pids cgroup's peak.
       python3 - <<'PY' &
-      import glob, time
+      import glob, os, time
       paths = glob.glob("/sys/fs/cgroup/pids*/pids.current")
       paths += glob.glob("/sys/fs/cgroup/pids.current")
       peak = 0
@@ -33,7 +33,10 @@ tasks:
               peak = max(peak, int(open(p).read()))
           if not paths:  # no cgroup inside (gVisor): count the processes
               peak = max(peak, sum(1 for d in glob.glob("/proc/[0-9]*")))
-          open("fork/peak.txt", "w").write(f"{peak}\n")
+          # Atomically: the timeout's kill may land mid-write, and the collector takes what is
+          # there (a truncated file read as "").
+          with open("fork/.peak", "w") as out: out.write(f"{peak}\n")
+          os.replace("fork/.peak", "fork/peak.txt")
           time.sleep(0.1)
       PY
       sleep 1
