@@ -359,7 +359,7 @@ def test_dns_of_unlisted_names_does_not_leave(
             "to_host": f"direct('{host.address}', {host.port})",
             "via_proxy": "get('http://leak-d.example.test:8080/')",
             "via_tunnel": "tunnel('leak-e.example.test', 443)",
-            "by_ip": "get('http://192.0.2.1:8080/')",
+            "by_ip": f"get('http://{outside.server}:8080/')",  # the test's own server
             "listed": "get('http://resolved.example.test:8080/')",
         },
     )
