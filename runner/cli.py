@@ -134,6 +134,28 @@ def run_cmd(
     raise typer.Exit(result.exit_code)
 
 
+@app.command("resume")
+@guarded
+def resume_cmd(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
+    repo: RepoOpt = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+) -> None:
+    """Continue an interrupted or killed run: judged tasks stay, the rest run, waves merge."""
+    settings = Settings()
+    live = not json_out and err.is_terminal
+    runner_log.configure(settings.log_format, quiet=json_out or live)
+    ended: list[RunResult] = []
+    try:
+        result = execute(None, repo, settings, live=live, on_end=ended.append, resume=run)
+    except KeyboardInterrupt:
+        if ended:
+            _report(ended[0], json_out)
+        raise
+    _report(result, json_out)
+    raise typer.Exit(result.exit_code)
+
+
 def _report(result: RunResult, json_out: bool) -> None:
     if json_out:
         print(result.model_dump_json(indent=2), flush=True)
@@ -144,21 +166,29 @@ def _report(result: RunResult, json_out: bool) -> None:
 
 
 def execute(
-    plan: Path,
+    plan: Path | None,
     repo: Path,
     settings: Settings,
     *,
     live: bool = False,
     on_end: Callable[[RunResult], None] | None = None,
+    resume: str | None = None,
 ) -> RunResult:
-    """Load, pre-flight, run and report one plan (shared by `run` and `demo`)."""
+    """Load, pre-flight, run and report one plan (shared by `run`, `resume` and `demo`)."""
     from runner.coordinator import Coordinator, state_root
     from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result
     from runner.sandbox.docker import DockerBackend, connect
 
-    prepared = preflight(load_plan(plan), repo, settings, os.environ)
+    replay = None
+    if resume is not None:
+        from runner.resume import prepare_resume
+
+        prepared, replay = prepare_resume(repo, resume, settings, os.environ)
+    else:
+        assert plan is not None
+        prepared = preflight(load_plan(plan), repo, settings, os.environ)
     client = connect(settings.docker_timeout)
     needed = prepared.images | {settings.collector_image}
     if any(pol.network == "allowlist" for pol in prepared.policies.values()):
@@ -180,7 +210,9 @@ def execute(
     )
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
-    coordinator = Coordinator(prepared, backend, root, keep_workspaces=settings.keep_workspaces)
+    coordinator = Coordinator(
+        prepared, backend, root, keep_workspaces=settings.keep_workspaces, resume=replay
+    )
     with repo_lock(root, coordinator.run_id):
         try:
             if live:

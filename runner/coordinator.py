@@ -1,10 +1,17 @@
-"""One run: waves -> sandboxes -> bundles -> integration -> verify -> result."""
+"""One run: waves -> sandboxes -> bundles -> integration -> verify -> result.
+
+The coordinator orders the work; `pipeline` runs a task's attempt, `wave` integrates a wave,
+`core.judge` decides a task's status. It changes the run's result only through `_emit`: each
+event is journaled (fsync'd) and then applied by `core.projection`, so result.json is the
+journal's projection and `resume` continues a run from the journal a dead process left.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,25 +23,19 @@ from typing import Any
 import structlog
 
 from runner import events, git, names, workspace
-from runner.core.judge import Ending, Limits, judge, printable
-from runner.core.results import (
-    IsolationCheck,
-    RunResult,
-    RunStatus,
-    TaskResult,
-    TaskStatus,
-    WaveResult,
-)
-from runner.core.runstate import READY
+from runner.core.judge import Ending, Limits, judge, printable, retry_due
+from runner.core.projection import Replay
+from runner.core.results import RunResult, RunStatus, TaskStatus
+from runner.core.runstate import READY, Phase
 from runner.core.scope import check_changes
 from runner.errors import GitError, RunnerError, Terminated
 from runner.gc import write_owner
-from runner.intake import Intake, bring_home
-from runner.integrate import merge_wave
 from runner.journal import Journal, JournalError
+from runner.pipeline import Attempt, Pipeline, keep_attempt_ref, set_aside
 from runner.preflight import Prepared
 from runner.sandbox import labels
 from runner.sandbox.base import Execution, Role, SandboxBackend, SandboxSpec
+from runner.wave import integrate_wave
 
 log = structlog.get_logger()
 
@@ -52,6 +53,10 @@ def repo_key(repo: Path) -> str:
     return hashlib.sha256(str(git.common_dir(repo)).encode()).hexdigest()[:12]
 
 
+def plan_hash(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 @dataclass
 class Coordinator:
     prepared: Prepared
@@ -61,35 +66,46 @@ class Coordinator:
     keep_workspaces: bool = False
     observer: Callable[[RunResult, set[str]], None] | None = None
     """Called (from worker threads too) whenever a task starts or changes status."""
+    resume: Replay | None = None
+    """The journal of the run to continue (`runner resume`); None: a new run."""
 
     def __post_init__(self) -> None:
         p = self.prepared
         self.repo = p.repo
-        self.objects = git.common_dir(self.repo) / "objects"
         self.repo_key = repo_key(self.repo)
         self.plan = p.doc.plan
+        if self.resume is not None:
+            self.run_id = self.resume.result.run_id
         self.run_dir = names.run_dir(self.state_dir, self.run_id)
         self.stores = self.run_dir / "objects"  # `objects: reachable` stores, per commit
         self.integration_ref = names.integration_ref(self.run_id)
         self.shared: Path | None = None
         self.network: str | None = None
-        self.commits: dict[str, str] = {}  # task -> commit ready to merge
         self.running: set[str] = set()
         self.interrupted: str | None = None
         """The signal that interrupted the run (SIGINT, SIGTERM)."""
         self.journal: Journal | None = None
-        wave_of = {t: i for i, w in enumerate(p.dispatch.waves, start=1) for t in w}
-        self.result = RunResult(
-            run_id=self.run_id,
-            repo=str(self.repo),
-            plan=p.doc.source,
-            base=self.plan.base,
-            base_commit=p.base_commit,
-            integration_ref=self.integration_ref,
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            state_dir=str(self.run_dir),
-            tasks=[TaskResult(id=t.id, wave=wave_of[t.id]) for t in self.plan.tasks],
+        self._lock = threading.RLock()
+        self.replay = self.resume or Replay.start(self._planned())
+        self.leftover: dict[str, Phase] = {}
+        """Tasks a dead process left started but not judged (resume): their phase then."""
+        self.pipeline = Pipeline(
+            self.repo, self.run_id, self.backend, self._emit, self.keep_workspaces, self._denials
         )
+
+    @property
+    def result(self) -> RunResult:
+        return self.replay.result
+
+    def _planned(self) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return {
+            **events.planned(self.prepared, self.run_id, str(self.run_dir), self.integration_ref),
+            "plan_hash": plan_hash(self.prepared.doc.text),
+            "plan_copy": str(names.plan_copy(self.run_dir)),
+            "started_at": now,
+            "time": now,
+        }
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -98,10 +114,17 @@ class Coordinator:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_owner(self.run_dir)
         self.journal = Journal.open(names.journal_path(self.run_dir))
-        self._emit("planned", **events.planned(self.prepared, self.result))
-        git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
+        status, error = RunStatus.ERROR, None
+        if self.resume is None:
+            names.plan_copy(self.run_dir).write_text(self.prepared.doc.text)
+            self._emit("planned", **self._planned())
+            git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
+        else:
+            self._emit("resumed", pid=os.getpid())
+            # Continue from the last journaled merge, wherever the ref was left.
+            assert self.result.integration_commit is not None
+            git.update_ref(self.repo, self.integration_ref, self.result.integration_commit)
         log.info("run started", run=self.run_id, waves=self.prepared.dispatch.waves)
-        self.result.warnings = self.prepared.warnings()
         for said in self.result.warnings:
             log.warning(said)
         if git.is_dirty(self.repo):
@@ -115,28 +138,25 @@ class Coordinator:
             head, stopped = self.prepared.base_commit, None
             for index, wave in enumerate(self.prepared.dispatch.waves, start=1):
                 head, stopped = self._wave(index, wave, head, stopped)
-            self.result.status = (
-                RunStatus.SUCCESS
-                if all(t.status.ok for t in self.result.tasks)
-                else RunStatus.PARTIAL
-            )
+            ok = all(t.status.ok for t in self.result.tasks)
+            status = RunStatus.SUCCESS if ok else RunStatus.PARTIAL
         except KeyboardInterrupt as exc:
             if self.interrupted is None:
                 self.interrupted = _signal_name(exc)
                 self._note("interrupted", signal=self.interrupted)
-            self.result.status = RunStatus.INTERRUPTED
-            self.result.error = f"interrupted by {self.interrupted}; finished work is kept "
-            self.result.error += f"under {names.run_refs(self.run_id)}"
+            status = RunStatus.INTERRUPTED
+            error = f"interrupted by {self.interrupted}; finished work is kept "
+            error += f"under {names.run_refs(self.run_id)}"
             raise
         except RunnerError as exc:
-            self.result.status, self.result.error = RunStatus.ERROR, str(exc)
+            error = str(exc)
         except Exception as exc:
             # Never leave a result that claims more than happened.
-            self.result.status, self.result.error = RunStatus.ERROR, f"internal error: {exc!r}"
+            error = f"internal error: {exc!r}"
             raise
         finally:
             try:
-                self._finish(before, started)
+                self._finish(before, started, status, error)
             finally:
                 if self.journal is not None:
                     self.journal.close()
@@ -156,114 +176,107 @@ class Coordinator:
             if pol.network == "allowlist":
                 self.backend.gateway(self.run_id, pol.allow)
 
-    def _finish(self, before: dict[str, str], started: float) -> None:
+    def _finish(
+        self, before: dict[str, str], started: float, status: RunStatus, error: str | None
+    ) -> None:
         removed = self.backend.cleanup(self.run_id)
         log.debug("cleanup", run=self.run_id, removed=removed)
         workspace.remove(self.stores)  # no sandbox mounts them any more: a copy of history each
-        self.result.integration_commit = git.resolve(self.repo, self.integration_ref)
-        if self.result.status is not RunStatus.SUCCESS:
-            ended = self.result.status.value
+        if status is not RunStatus.SUCCESS:
             for tres in self.result.tasks:
                 if tres.status is TaskStatus.SKIPPED and tres.reason is None:
-                    tres.reason = (
-                        f"ready, not merged: the run ended {ended}; its work is kept at {tres.ref}"
-                        if tres.id in self.commits
-                        else f"not reached: the run ended {ended}"
+                    reason = (
+                        f"ready, not merged: the run ended {status.value}; its work is kept at "
+                        f"{tres.ref}"
+                        if tres.id in self.replay.ready
+                        else f"not reached: the run ended {status.value}"
                     )
-                    self._note("judged", task=tres.id, status=tres.status, reason=tres.reason)
+                    fields = {"status": TaskStatus.SKIPPED, "reason": reason, "run_ended": True}
+                    self._note("judged", task=tres.id, **fields)
         after = git.snapshot(self.repo)
         changed = [k for k in before if before[k] != after.get(k)]
-        self.result.isolation = IsolationCheck(
-            unchanged=not changed, before=before, after=after, changed=changed
-        )
         if changed:
             log.error("the user's checkout changed during the run", changed=changed)
-        self.result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.result.duration_s = round(time.monotonic() - started, 3)
-        self._note("run_ended", **events.run_ended(self.result, changed))
+        self._note(
+            "run_ended",
+            status=status,
+            error=error,
+            integration_commit=git.resolve(self.repo, self.integration_ref),
+            unchanged=not changed,
+            changed=changed,
+            before=before,
+            after=after,
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            duration_s=round(time.monotonic() - started, 3),
+        )
 
     # -- one wave ------------------------------------------------------------------------------
     def _wave(
         self, index: int, wave: list[str], head: str, stopped: str | None
     ) -> tuple[str, str | None]:
-        wres = WaveResult(index=index, tasks=wave, start_commit=head)
-        self.result.waves.append(wres)
+        r = self.replay
+        if index in r.ended_waves:  # resumed: this wave is done
+            done = next(w for w in self.result.waves if w.index == index)
+            return done.merged_commit or head, r.ended_waves[index] or stopped
+        if index in r.merged_waves:  # resumed: merged and journaled, not yet ended
+            return self._merged(
+                index, wave, head, r.merged_waves[index][0], r.merged_waves[index][1]
+            )
         self._emit("wave_started", wave=index, tasks=wave, start=head)
         runnable = []
         for task_id in wave:
+            phase = r.phase[task_id]
+            if phase in (Phase.DONE, Phase.READY):
+                continue  # resumed: judged already; its work is not run again
             reason = f"run stopped: {stopped}" if stopped else self._blocked(task_id)
             if reason:
                 self._set(task_id, TaskStatus.SKIPPED, reason)
-            else:
-                self._emit("task_queued", task=task_id, wave=index, start=head)
-                runnable.append(task_id)
+                continue
+            if phase in (Phase.RUNNING, Phase.COLLECTING):
+                self.leftover[task_id] = phase
+            self._emit("task_queued", task=task_id, wave=index, start=head)
+            runnable.append(task_id)
         self._run_tasks(runnable, head)
 
-        ready = [(t, self.commits[t]) for t in wave if t in self.commits]
-        stop = self.plan.on_conflict == "stop"
-        merge = merge_wave(self.repo, head, ready, self.run_id, stop, start=head)
-        for task_id, conflicts in merge.conflicts.items():
-            files = sorted({f for c in conflicts for f in c.files})
-            self.result.task(task_id).conflicts = conflicts
-            self._set(task_id, TaskStatus.CONFLICT, "merge conflict in " + ", ".join(files))
-        if merge.stopped_at:
-            stopped = f"conflict in task {merge.stopped_at}"
-            for task_id, _ in ready[
-                ready.index((merge.stopped_at, self.commits[merge.stopped_at])) + 1 :
-            ]:
-                self._set(task_id, TaskStatus.SKIPPED, f"not merged: {stopped} (work kept)")
-        if not merge.merged:
-            wres.merged_commit = head
-            self._emit("wave_ended", **events.wave_ended(wres))
-            return head, stopped
+        ready = [(t, r.ready[t]) for t in wave if t in r.ready]
+        verify = (lambda c, alone: self._verify(index, c, alone)) if self.plan.verify else None
+        out = integrate_wave(
+            self.repo, self.run_id, index, head, ready, self.plan.on_conflict, verify
+        )
+        for task_id, (status, reason) in out.judged.items():
+            conflicts = [c.model_dump() for c in out.conflicts.get(task_id, [])]
+            self._set(task_id, status, reason, conflicts=conflicts)
+        stopped = stopped or out.stopped
+        if out.merged:
+            self._emit("merged", wave=index, tasks=out.merged, head=out.head, previous=head)
+            return self._merged(index, wave, head, out.head, out.merged, out, stopped)
+        self._emit("wave_ended", **_wave_end(index, head, out.verify, out.isolated, stopped))
+        return head, stopped
 
-        new_head, merged = merge.head, merge.merged
-        red: dict[str, str] = {}  # task -> ref keeping the red merge
-        if not self._verify(index, new_head, wres):
-            kept = names.verify_failed_ref(self.run_id, wave=index)
-            git.update_ref(self.repo, kept, new_head)
-            red = dict.fromkeys(merged, kept)
-            new_head, merged = head, []
-            if self.plan.on_conflict == "skip" and len(red) > 1:
-                # Skip only the tasks that turn verify red, not their whole wave.
-                new_head, merged, red = self._isolate(index, head, list(red), wres)
-        for task_id, kept in red.items():
-            reason = f"verify red with its work merged (wave {index}); the merge is kept at {kept}"
-            self._set(task_id, TaskStatus.VERIFY_FAILED, reason)
-        if merged:
-            self._emit("merged", wave=index, tasks=merged, head=new_head, previous=head)
-            git.update_ref(self.repo, self.integration_ref, new_head, head)
-            for task_id in merged:
-                self._set(task_id, TaskStatus.MERGED, None)
-        wres.merged_commit = new_head
-        self._emit("wave_ended", **events.wave_ended(wres))
-        if red and self.plan.on_conflict == "stop":
-            stopped = f"verify red after wave {index}"
+    def _merged(
+        self,
+        index: int,
+        wave: list[str],
+        head: str,
+        new_head: str,
+        merged: list[str],
+        out: Any = None,
+        stopped: str | None = None,
+    ) -> tuple[str, str | None]:
+        """Move the integration ref to a journaled merge and end the wave."""
+        git.update_ref(self.repo, self.integration_ref, new_head)
+        for task_id in merged:
+            self._set(task_id, TaskStatus.MERGED, None)
+        if out is None:  # resumed after the merge was journaled: the wave's verify was green
+            wres = next(w for w in self.result.waves if w.index == index)
+            verify, isolated = wres.verify, wres.isolated
+            red = any(self.result.task(t).status is TaskStatus.VERIFY_FAILED for t in wave)
+            if red and self.plan.on_conflict == "stop":
+                stopped = stopped or f"verify red after wave {index}"
+        else:
+            verify, isolated = out.verify, out.isolated
+        self._emit("wave_ended", **_wave_end(index, new_head, verify, isolated, stopped))
         return new_head, stopped
-
-    def _isolate(
-        self, index: int, head: str, task_ids: list[str], wres: WaveResult
-    ) -> tuple[str, list[str], dict[str, str]]:
-        """After a red verify: merge and verify the tasks one at a time, keeping the green ones."""
-        log.info("verify red: checking the wave's tasks one by one", wave=index, tasks=task_ids)
-        merged: list[str] = []
-        red: dict[str, str] = {}
-        start = head  # every task of the wave started here
-        for task_id in task_ids:
-            ready = [(task_id, self.commits[task_id])]
-            one = merge_wave(self.repo, head, ready, self.run_id, True, start=start)
-            if not one.merged:  # conflicts once a red task before it is left out
-                self.result.task(task_id).conflicts = one.conflicts[task_id]
-                self._set(task_id, TaskStatus.CONFLICT, "merge conflict after isolating verify")
-            elif self._verify(index, one.head, wres, alone=task_id):
-                head = one.head
-                merged.append(task_id)
-            else:
-                red[task_id] = names.verify_failed_ref(self.run_id, task=task_id)
-                git.update_ref(self.repo, red[task_id], one.head)
-        wres.isolated = task_ids
-        wres.verify = "green" if merged else "red"
-        return head, merged, red
 
     def _run_tasks(self, task_ids: list[str], start: str) -> None:
         pool = ThreadPoolExecutor(max_workers=self.plan.concurrency)
@@ -288,23 +301,30 @@ class Coordinator:
                 return f"dependency {dep} is {status.value}"
         return None
 
-    def _set(self, task_id: str, status: TaskStatus, reason: str | None) -> None:
-        tres = self.result.task(task_id)
+    def _set(self, task_id: str, status: TaskStatus, reason: str | None, **extra: Any) -> None:
         shown = printable(reason) if reason else None
-        self._emit("judged", task=task_id, status=status, reason=shown)
-        tres.status, tres.reason = status, shown
+        self._emit("judged", task=task_id, status=status, reason=shown, **extra)
         log.info("task", task=task_id, status=status.value, reason=reason)
-        self._notify()
 
     # -- the journal: every state change is written (fsync'd) before the runner acts on it ------
     def _emit(self, event: str, **fields: Any) -> None:
-        if self.journal is not None:
-            self.journal.append(event, **fields)
+        with self._lock:
+            if self.journal is not None:
+                record = self.journal.append(event, **fields)
+            else:
+                record = {"event": event, "time": _now(), **fields}
+            if event != "planned":
+                self.replay.apply(_plain(record))
+        self._notify()
 
     def _note(self, event: str, **fields: Any) -> None:
-        """Emit, but never let a broken journal stop cleanup (a kill, the run's end)."""
-        with contextlib.suppress(JournalError):
+        """Emit, but never let a broken journal stop cleanup (a kill, the run's end): the
+        result still says it, and the journal's failure is the run's error."""
+        try:
             self._emit(event, **fields)
+        except JournalError:
+            with self._lock:
+                self.replay.apply(_plain({"event": event, "time": _now(), **fields}))
 
     def _notify(self) -> None:
         if self.observer is not None:
@@ -345,105 +365,88 @@ class Coordinator:
 
     def _task(self, task_id: str, start: str) -> None:
         task = self.plan.task(task_id)
-        tres = self.result.task(task_id)
-        tres.start_commit = start
         spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
-        log.info("task started", task=task_id, start=start[:12])
-        name = names.container_name(self.run_id, "task", task_id)
-        where = {"workspace": str(spec.workspace), "container": name}
-        self._emit("task_started", task=task_id, start=start, **where)
         self.running.add(task_id)
         self._notify()
         try:
-            self._run_one(task_id, start, spec)
+            attempt = self.replay.attempt.get(task_id, 0)
+            status = self._leftover(task_id, spec, attempt)
+            while True:
+                if status is not _RUN_AGAIN:
+                    due = retry_due(status, attempt, task.retries, task.retry_on)
+                    if self.interrupted or not due:
+                        break
+                    self._retrying(task_id, spec, attempt, status)
+                attempt += 1
+                status = self._judge(task_id, self.pipeline.run(spec, attempt), spec)
         finally:
             self.running.discard(task_id)
             self._notify()
 
-    def _run_one(self, task_id: str, start: str, spec: SandboxSpec) -> None:
-        tres = self.result.task(task_id)
-        try:
-            workspace.make_clone(
-                self.repo, start, spec.workspace, f"task/{task_id}", spec.policy.user
-            )
-            try:
-                since = time.time()
-                ex = self.backend.execute(spec)
-                self._denials(task_id, spec, ex, since, time.time())
-                tres.exit_code, tres.duration_s = ex.exit_code, ex.duration_s
-                tres.log_path = str(ex.log_path)
-                tres.cpu_s, tres.peak_memory_bytes = ex.cpu_s, ex.peak_memory_bytes
-                tres.metrics_source = ex.metrics_source
-                self._emit("task_ended", **events.task_ended(task_id, ex))
-                collected = self.backend.collect(spec)
-                self._emit("collected", **events.collected(task_id, collected))
-            finally:
-                self.backend.destroy(spec)
-            tres.out_path = str(collected.out_dir) if collected.out_dir else None
-            tres.notes = [*tres.notes, *collected.notes]  # egress notes come first
-            intake = Intake(None, problem=collected.problem)
-            if collected.head is not None and collected.problem is None:
-                intake = bring_home(
-                    self.repo,
-                    start,
-                    collected.head,
-                    collected.bundle,
-                    names.task_ref(self.run_id, task_id),
-                    spec.state,
-                    spec.policy.max_objects,
+    def _leftover(self, task_id: str, spec: SandboxSpec, attempt: int) -> Any:
+        """A task a dead process left started: judge its work when its script had ended and
+        its workspace still holds the work; else run it again (its workspace kept aside)."""
+        phase = self.leftover.pop(task_id, None)
+        if phase is None:
+            return _RUN_AGAIN
+        ended = self.replay.ended.get(task_id)
+        if ended is not None:
+            fetched = self.replay.fetched.get(task_id)
+            if fetched is not None:  # home already: judge what was fetched
+                got = Attempt(
+                    ending=events.execution(ended),
+                    problem=fetched.get("problem"),
+                    commit=fetched.get("commit"),
+                    files=tuple(fetched["files_changed"]),
+                    kept=fetched.get("kept"),
                 )
-        except (RunnerError, OSError) as exc:
-            # The workspace stays for inspection: nothing of the task's is thrown away.
-            reason = f"runner could not finish this task: {exc}; workspace kept at {spec.workspace}"
-            self._set(task_id, TaskStatus.FAILED, reason)
-            return
-        home = intake.commit is not None
-        if home and intake.commit != start:
-            tres.ref, tres.commit = names.task_ref(self.run_id, task_id), intake.commit
-        tres.files_changed = sorted({c.path for c in intake.changes})
-        kept = tres.ref or (None if home else str(spec.workspace))
-        self._emit("fetched", **events.fetched(self.result, task_id, intake.problem, kept))
-        # Work that is home (under its ref) needs no clone any more; work that is not keeps
-        # its workspace, named in the reason. Logs and the copied-out RUNNER_OUT stay.
-        for scratch in ("control", "out", "bundle", "collected"):
-            if home:
-                workspace.remove(spec.state / scratch)
-        if home and not self.keep_workspaces:
-            workspace.remove(spec.workspace)
-        self._judge(
-            task_id,
-            ex,
-            spec,
-            intake.problem,
-            kept=kept,
-        )
+                return self._judge(task_id, got, spec)
+            if (spec.workspace / ".git").exists():
+                log.info("collecting a task the dead run left", task=task_id)
+                return self._judge(
+                    task_id, self.pipeline.collect_only(spec, events.execution(ended)), spec
+                )
+        kept = set_aside(spec.state, attempt)
+        note = f"attempt {attempt} was cut short when the runner stopped; it runs again"
+        note += f"; that attempt's workspace is kept at {kept}" if kept else ""
+        self._emit("retrying", task=task_id, attempt=attempt + 1, note=note)
+        return _RUN_AGAIN
+
+    def _retrying(self, task_id: str, spec: SandboxSpec, attempt: int, status: Any) -> None:
+        reason = self.result.task(task_id).reason
+        ref = keep_attempt_ref(self.repo, self.run_id, task_id, attempt)
+        kept = set_aside(spec.state, attempt)
+        note = f"attempt {attempt} ended {status.value}"
+        where = ref or (str(kept) if kept else None)
+        note += f"; its work is kept at {where}" if where else ""
+        log.info("task retried", task=task_id, attempt=attempt + 1, previous=status.value)
+        self._emit("retrying", task=task_id, attempt=attempt + 1, note=note, previous=reason)
 
     def _denials(
-        self, task_id: str, spec: SandboxSpec, ex: Execution, since: float, until: float
-    ) -> None:
-        """What the task's egress proxy refused it (allowlist sandboxes)."""
+        self, spec: SandboxSpec, ex: Execution, since: float, until: float
+    ) -> dict[str, Any]:
+        """What the task's egress proxy refused it (allowlist sandboxes): task_ended fields."""
         if spec.proxy is None:
-            return
-        tres = self.result.task(task_id)
+            return {}
         if ex.address is None:  # it ended before its address could be read (milliseconds)
-            tres.notes.append("egress denials unknown: it ended before its address was read")
-            return
+            return {"notes": ["egress denials unknown: it ended before its address was read"]}
         try:
             gateway = self.backend.gateway(self.run_id, spec.policy.allow)
-            tres.denials = self.backend.denials(gateway, ex.address, since, until)
+            found = self.backend.denials(gateway, ex.address, since, until)
         except RunnerError as exc:  # the work still comes home; the gap is said
-            tres.notes.append(f"egress denials unknown: {exc}")
-        if tres.denials:
-            log.warning("egress denied", task=task_id, count=len(tres.denials))
+            return {"notes": [f"egress denials unknown: {exc}"]}
+        if found:
+            log.warning("egress denied", task=spec.task_id, count=len(found))
+        return {"denials": [d.model_dump() for d in found]}
 
-    def _judge(
-        self, task_id: str, ex: Execution, spec: SandboxSpec, problem: str | None, kept: str | None
-    ) -> None:
-        tres = self.result.task(task_id)
-        violations = check_changes(
-            self.prepared.scopes[task_id], tres.files_changed, self.plan.shared
-        )
-        tres.violations = violations.paths() if violations else []
+    def _judge(self, task_id: str, got: Attempt, spec: SandboxSpec) -> TaskStatus | None:
+        """Judge an attempt; None: its work is ready to merge."""
+        if got.failure is not None or got.ending is None:
+            self._set(task_id, TaskStatus.FAILED, got.failure or "the runner lost this task")
+            return TaskStatus.FAILED
+        ex = got.ending
+        violations = check_changes(self.prepared.scopes[task_id], list(got.files), self.plan.shared)
+        found = violations.paths() if violations else []
         ending = Ending(
             exit_code=ex.exit_code,
             timed_out=ex.timed_out,
@@ -451,30 +454,27 @@ class Coordinator:
             disk_exceeded=ex.disk_exceeded,
             lost=ex.lost,
             interrupted=self.interrupted,
-            problem=problem,
-            files_changed=len(tres.files_changed),
-            violations=tuple(tres.violations),
-            kept=kept,
+            problem=got.problem,
+            files_changed=len(got.files),
+            violations=tuple(found),
+            kept=got.kept,
         )
         limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
         status, reason = judge(ending, limits)
         if status is not None:
-            self._set(task_id, status, reason)
-        else:
-            assert tres.commit is not None
-            self._emit("judged", task=task_id, status=READY, reason=None, commit=tres.commit)
-            self.commits[task_id] = tres.commit
-            log.info("task ready", task=task_id, files=len(tres.files_changed))
+            self._set(task_id, status, reason, violations=found)
+            return status
+        self._emit("judged", task=task_id, status=READY, reason=None, commit=got.commit)
+        log.info("task ready", task=task_id, files=len(got.files))
+        return None
 
     # -- verify --------------------------------------------------------------------------------
-    def _verify(self, index: int, commit: str, wres: WaveResult, alone: str = "") -> bool:
-        if self.plan.verify is None:
-            wres.verify = "skipped"
-            return True
+    def _verify(self, index: int, commit: str, alone: str | None) -> bool:
+        assert self.plan.verify is not None
         name = f"wave-{index}" + (f"-{alone}" if alone else "")
         spec = self._spec(name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout)
         policy = self.prepared.policies[""]
-        self._emit("verify_started", wave=index, task=alone or None, commit=commit)
+        self._emit("verify_started", wave=index, task=alone, commit=commit)
         try:
             workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
         except (GitError, OSError) as exc:
@@ -484,9 +484,8 @@ class Coordinator:
             (spec.state / "verify.log").write_text(why)
             workspace.remove(spec.workspace)
             red = {"result": "red", "log": str(spec.state / "verify.log")}
-            self._emit("verify_ended", wave=index, task=alone or None, **red)
-            wres.verify, wres.verify_log = "red", str(spec.state / "verify.log")
-            log.warning("verify", wave=index, task=alone or None, result="red", why=why.strip())
+            self._emit("verify_ended", wave=index, task=alone, **red)
+            log.warning("verify", wave=index, task=alone, result="red", why=why.strip())
             return False
         try:
             ex = self.backend.execute(spec)
@@ -496,10 +495,34 @@ class Coordinator:
                 workspace.remove(spec.state / scratch)
         green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
         ended = {"result": "green" if green else "red", "log": str(ex.log_path)}
-        self._emit("verify_ended", wave=index, task=alone or None, **ended)
-        wres.verify, wres.verify_log = ("green" if green else "red"), str(ex.log_path)
-        log.info("verify", wave=index, task=alone or None, result=wres.verify)
+        self._emit("verify_ended", wave=index, task=alone, **ended)
+        log.info("verify", wave=index, task=alone, result=ended["result"])
         return green
+
+
+_RUN_AGAIN = object()
+"""`_task`'s marker: run (another) attempt."""
+
+
+def _wave_end(
+    index: int, head: str, verify: str | None, isolated: list[str], stopped: str | None
+) -> dict[str, Any]:
+    return {
+        "wave": index,
+        "merged_commit": head,
+        "verify": verify,
+        "isolated": isolated,
+        "stopped": stopped,
+    }
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """An event as the journal's reader sees it (enums as their values)."""
+    return {k: (v.value if isinstance(v, RunStatus | TaskStatus) else v) for k, v in record.items()}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _signal_name(exc: KeyboardInterrupt) -> str:

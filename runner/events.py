@@ -6,27 +6,30 @@ run's state. Environment variables appear by name only: values never reach an ev
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from runner.core.results import RunResult, WaveResult
 from runner.preflight import Prepared
 from runner.sandbox.base import Collected, Execution
 
 
-def planned(prepared: Prepared, result: RunResult) -> dict[str, Any]:
-    plan, r = prepared.doc.plan, result
+def planned(
+    prepared: Prepared, run_id: str, state_dir: str, integration_ref: str
+) -> dict[str, Any]:
+    plan = prepared.doc.plan
+    wave_of = {t: i for i, w in enumerate(prepared.dispatch.waves, start=1) for t in w}
     tasks = [  # env: the names a task asked for (prepared.env holds values: never here)
-        {"id": t.id, "wave": r.task(t.id).wave, "depends_on": t.depends_on, "env": t.env}
+        {"id": t.id, "wave": wave_of[t.id], "depends_on": t.depends_on, "env": t.env}
         for t in plan.tasks
     ]
     return {
-        "run_id": r.run_id,
-        "repo": r.repo,
-        "plan": r.plan,
-        "base": r.base,
-        "base_commit": r.base_commit,
-        "integration_ref": r.integration_ref,
-        "state_dir": r.state_dir,
+        "run_id": run_id,
+        "repo": str(prepared.repo),
+        "plan": prepared.doc.source,
+        "base": plan.base,
+        "base_commit": prepared.base_commit,
+        "integration_ref": integration_ref,
+        "state_dir": state_dir,
         "warnings": prepared.warnings(),
         "waves": prepared.dispatch.waves,
         "tasks": tasks,
@@ -35,9 +38,10 @@ def planned(prepared: Prepared, result: RunResult) -> dict[str, Any]:
     }
 
 
-def task_ended(task_id: str, ex: Execution) -> dict[str, Any]:
+def task_ended(task_id: str, ex: Execution, attempt: int) -> dict[str, Any]:
     return {
         "task": task_id,
+        "attempt": attempt,
         "exit_code": ex.exit_code,
         "timed_out": ex.timed_out,
         "oom_killed": ex.oom_killed,
@@ -45,41 +49,28 @@ def task_ended(task_id: str, ex: Execution) -> dict[str, Any]:
         "lost": ex.lost,
         "duration_s": ex.duration_s,
         "log": str(ex.log_path),
+        "cpu_s": ex.cpu_s,
+        "peak_memory_bytes": ex.peak_memory_bytes,
+        "metrics_source": ex.metrics_source,
     }
+
+
+def execution(ev: dict[str, Any]) -> Execution:
+    """How a task ended, from its `task_ended` event (to judge it after a resume)."""
+    return Execution(
+        exit_code=ev["exit_code"],
+        timed_out=ev["timed_out"],
+        oom_killed=ev["oom_killed"],
+        duration_s=ev["duration_s"],
+        log_path=Path(ev["log"]),
+        cpu_s=ev.get("cpu_s"),
+        peak_memory_bytes=ev.get("peak_memory_bytes"),
+        metrics_source=ev.get("metrics_source"),
+        disk_exceeded=ev.get("disk_exceeded", False),
+        lost=ev.get("lost"),
+    )
 
 
 def collected(task_id: str, c: Collected) -> dict[str, Any]:
     out = str(c.out_dir) if c.out_dir else None
     return {"task": task_id, "head": c.head, "problem": c.problem, "out": out, "notes": c.notes}
-
-
-def fetched(r: RunResult, task_id: str, problem: str | None, kept: str | None) -> dict[str, Any]:
-    t = r.task(task_id)
-    return {
-        "task": task_id,
-        "ref": t.ref,
-        "commit": t.commit,
-        "files_changed": len(t.files_changed),
-        "problem": problem,
-        "kept": kept,
-    }
-
-
-def wave_ended(w: WaveResult) -> dict[str, Any]:
-    return {
-        "wave": w.index,
-        "merged_commit": w.merged_commit,
-        "verify": w.verify,
-        "isolated": w.isolated,
-    }
-
-
-def run_ended(r: RunResult, changed: list[str]) -> dict[str, Any]:
-    return {
-        "status": r.status.value,
-        "error": r.error,
-        "integration_commit": r.integration_commit,
-        "unchanged": not changed,
-        "changed": changed,
-        "duration_s": r.duration_s,
-    }

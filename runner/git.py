@@ -212,6 +212,10 @@ def update_ref(repo: Path, ref: str, new: str, old: str | None = None) -> None:
     git(repo, "update-ref", ref, new, *([old] if old else []))
 
 
+def delete_ref(repo: Path, ref: str, old: str | None = None) -> None:
+    git(repo, "update-ref", "-d", ref, *([old] if old else []))
+
+
 @dataclass(frozen=True)
 class MergeOutcome:
     tree: str | None

@@ -27,6 +27,16 @@ def task_ref(run_id: str, task_id: str) -> str:
     return f"refs/runner/{run_id}/task/{task_id}"
 
 
+def attempt_ref(run_id: str, task_id: str, attempt: int) -> str:
+    """Where an earlier attempt's work is kept once the task is retried."""
+    return f"refs/runner/{run_id}/attempt/{task_id}/{attempt}"
+
+
+def plan_copy(run_dir: Path) -> Path:
+    """The plan as the run read it: `resume` runs this, not a file edited since."""
+    return run_dir / "plan.yaml"
+
+
 def verify_failed_ref(run_id: str, *, wave: int | None = None, task: str | None = None) -> str:
     """Where a red merge is kept: of a whole wave, or of one task verified alone."""
     what = f"wave-{wave}" if task is None else f"task/{task}"

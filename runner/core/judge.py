@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.core.results import TaskStatus
@@ -67,3 +68,10 @@ def printable(text: str) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / 1024**2:g} MiB"
+
+
+def retry_due(
+    status: TaskStatus | None, attempt: int, retries: int, retry_on: Sequence[str]
+) -> bool:
+    """Whether a task that ended `status` on `attempt` (from 1) runs again."""
+    return status is not None and status.value in retry_on and attempt <= retries

@@ -17,6 +17,10 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG"})
 
 
+RetryOn = Literal["failed", "timeout", "oom", "sandbox_lost", "disk_limit", "rejected"]
+"""Statuses a task may be retried on: its own failures, never a merge's (conflict, verify)."""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
@@ -53,6 +57,10 @@ class Task(_Model):
     """Hard limit in seconds; default: the plan's."""
     env: list[Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = []
     """Names of host environment variables passed through; nothing else leaks in."""
+    retries: int = Field(default=0, ge=0, le=10)
+    """How many more times to run it, each in a fresh sandbox, when it ends in `retry_on`."""
+    retry_on: list[RetryOn] = ["failed", "timeout", "sandbox_lost"]
+    """The statuses that make it run again (while retries last)."""
 
     @field_validator("id")
     @classmethod
@@ -180,7 +188,7 @@ def parse_plan(text: str, source: str) -> PlanDoc:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         raise PlanError(_problems(exc, data, lines, source), hint="see `runner schema`") from None
-    return PlanDoc(plan, source, data, lines)
+    return PlanDoc(plan, source, data, lines, text)
 
 
 def field_name(loc: Loc, data: Any = None) -> str:
@@ -223,6 +231,8 @@ class PlanDoc:
     source: str
     data: Any = None
     lines: dict[Loc, int] = field(default_factory=dict)
+    text: str = ""
+    """The plan file's text as read: a run keeps a copy, and `resume` runs that copy."""
 
     def problem(self, loc: Loc, message: str) -> str:
         """`FILE:LINE: FIELD: message` for a field found wrong after validation."""

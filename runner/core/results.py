@@ -79,6 +79,8 @@ class TaskResult(_Doc):
     status: TaskStatus = TaskStatus.SKIPPED
     reason: str | None = None
     """Why it is not merged, in one line."""
+    attempts: int = 0
+    """How many times it was started (retries, resume); 0: never."""
     exit_code: int | None = None
     duration_s: float | None = None
     start_commit: str | None = None

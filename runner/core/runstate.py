@@ -19,21 +19,28 @@ from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 from runner.core.results import RunStatus, TaskStatus
 
 EVENTS: dict[str, str] = {
-    "planned": "the run is about to start: run_id, repo, plan, base, base_commit, "
-    "integration_ref, state_dir, warnings, waves, tasks [{id, wave, depends_on, env (names)}]",
+    "planned": "the run is about to start: run_id, repo, plan, plan_hash, plan_copy (the "
+    "plan as read, which resume runs), base, base_commit, integration_ref, state_dir, "
+    "started_at, warnings, waves, tasks [{id, wave, depends_on, env (names)}], on_conflict, verify",
+    "resumed": "a later process continues the run (runner resume): pid",
     "wave_started": "wave, tasks, start (the commit its tasks start from)",
     "task_queued": "task, wave, start",
-    "task_started": "task, start, workspace, container",
-    "task_ended": "task, exit_code, timed_out, oom_killed, disk_exceeded, lost, duration_s, log",
+    "task_started": "task, start, attempt (from 1), workspace, container",
+    "task_ended": "task, attempt, exit_code, timed_out, oom_killed, disk_exceeded, lost, "
+    "duration_s, log, cpu_s, peak_memory_bytes, metrics_source, denials, notes",
     "collected": "task, head (None: see problem), problem, out, notes",
-    "fetched": "task, ref, commit, files_changed, problem, kept (where its work is now)",
-    "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit",
+    "fetched": "task, ref, commit, files_changed (paths), problem, kept (where its work is now)",
+    "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit, "
+    "violations, conflicts, run_ended (said because the run ended: resume goes on from it)",
+    "retrying": "task, attempt (the next), note (where the last attempt's work is kept), "
+    "previous (its reason)",
     "merged": "wave, tasks, head (the integration ref is set to it next), previous",
     "verify_started": "wave, task (when verified alone), commit",
     "verify_ended": "wave, task, result (green | red), log",
-    "wave_ended": "wave, merged_commit, verify, isolated",
+    "wave_ended": "wave, merged_commit, verify, isolated, stopped (why later waves do not run)",
     "interrupted": "signal (SIGINT, SIGTERM)",
-    "run_ended": "status, error, integration_commit, unchanged, changed, duration_s",
+    "run_ended": "status, error, integration_commit, unchanged, changed, before, after, "
+    "finished_at, duration_s",
 }
 """Every event the runner writes, with its fields."""
 
@@ -83,6 +90,7 @@ class TaskState(_State):
     duration_s: float | None = None
     log_path: str | None = None
     started_at: str | None = None
+    attempts: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -205,6 +213,7 @@ def _task_queued(s: RunState, ev: Mapping[str, Any]) -> None:
 def _task_started(s: RunState, ev: Mapping[str, Any]) -> None:
     t = s.task(ev["task"])
     t.phase, t.start_commit, t.started_at = Phase.RUNNING, ev["start"], ev["time"]
+    t.attempts = int(ev.get("attempt", 1))
     t.kept = ev.get("workspace")
 
 
@@ -217,13 +226,16 @@ def _task_ended(s: RunState, ev: Mapping[str, Any]) -> None:
 def _fetched(s: RunState, ev: Mapping[str, Any]) -> None:
     t = s.task(ev["task"])
     t.ref, t.commit, t.kept = ev["ref"], ev["commit"], ev["kept"]
-    t.files_changed = ev["files_changed"]
+    files = ev["files_changed"]
+    t.files_changed = len(files) if isinstance(files, list) else files
 
 
 def _judged(s: RunState, ev: Mapping[str, Any]) -> None:
     t = s.task(ev["task"])
     if ev["status"] == READY:
         t.phase, t.status, t.reason = Phase.READY, None, None
+    elif ev.get("run_ended"):  # not the task's own outcome: a resume goes on from its phase
+        t.status, t.reason = TaskStatus(ev["status"]), ev["reason"]
     else:
         t.phase, t.status, t.reason = Phase.DONE, TaskStatus(ev["status"]), ev["reason"]
 
@@ -246,6 +258,18 @@ def _wave_ended(s: RunState, ev: Mapping[str, Any]) -> None:
     w.merged_commit, w.verify, w.isolated = ev["merged_commit"], ev["verify"], ev["isolated"]
 
 
+def _retrying(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    t.phase, t.status, t.reason, t.ref, t.commit = Phase.QUEUED, None, None, None, None
+
+
+def _resumed(s: RunState, ev: Mapping[str, Any]) -> None:
+    s.status, s.error, s.finished_at, s.duration_s = RunStatus.RUNNING, None, None, None
+    for t in s.tasks:
+        if t.phase is not Phase.DONE:
+            t.status, t.reason = None, None
+
+
 def _interrupted(s: RunState, ev: Mapping[str, Any]) -> None:
     s.interrupted = ev["signal"]
 
@@ -256,9 +280,10 @@ def _run_ended(s: RunState, ev: Mapping[str, Any]) -> None:
     s.finished_at, s.duration_s = ev["time"], ev.get("duration_s")
     s.checkout_unchanged = ev.get("unchanged")
     for t in s.tasks:
-        # A task the run never judged is skipped, as in the result document.
+        # A task the run never judged is skipped, as in the result document (its phase
+        # stays: a resume goes on from it).
         if t.status is None:
-            t.phase, t.status = Phase.DONE, TaskStatus.SKIPPED
+            t.status = TaskStatus.SKIPPED
 
 
 _APPLY = {
@@ -272,6 +297,8 @@ _APPLY = {
     "verify_started": _verify_started,
     "verify_ended": _verify_ended,
     "wave_ended": _wave_ended,
+    "retrying": _retrying,
+    "resumed": _resumed,
     "interrupted": _interrupted,
     "run_ended": _run_ended,
 }

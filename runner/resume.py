@@ -1,0 +1,71 @@
+"""`runner resume RUN`: continue an interrupted or killed run from its journal.
+
+The run's own copy of its plan is checked again (policies, scopes, the host) and run from the
+journal's base commit: a branch that moved since, or a plan file edited since, changes nothing.
+Tasks judged before stay judged; the coordinator decides what to do with the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+from runner import git
+from runner.core.plan import parse_plan
+from runner.core.projection import Replay, replay
+from runner.core.results import RunStatus
+from runner.core.runstate import BadEvent
+from runner.errors import InputError
+from runner.journal import read_journal
+from runner.preflight import Prepared, preflight
+from runner.settings import Settings
+
+
+def prepare_resume(
+    repo: Path, which: str, settings: Settings, environ: Mapping[str, str]
+) -> tuple[Prepared, Replay]:
+    """The run to continue, checked. Raises InputError (nothing is changed)."""
+    from runner.coordinator import plan_hash, state_root
+    from runner.gc import run_alive
+    from runner.status import find_run
+
+    top = git.toplevel(repo)
+    run_dir = find_run(state_root(top, settings.state_dir), which)
+    read = read_journal(run_dir / "journal.jsonl")
+    try:
+        done = replay(read.events)
+    except BadEvent as exc:
+        raise InputError(f"{run_dir}/journal.jsonl: cannot resume: {exc}") from None
+    result = done.result
+    if result.status in (RunStatus.SUCCESS, RunStatus.PARTIAL):
+        raise InputError(
+            f"run {result.run_id} finished ({result.status.value}): there is nothing to resume",
+            hint="run a task again with `runner retry`, or the plan with `runner run`",
+        )
+    if result.status is RunStatus.RUNNING and run_alive(run_dir):
+        raise InputError(
+            f"run {result.run_id} is still running (its process is alive)",
+            hint=f"watch it with `runner status {result.run_id}`",
+        )
+    copy = Path(done.plan_copy) if done.plan_copy else None
+    if copy is None or not copy.is_file():
+        raise InputError(
+            f"run {result.run_id} has no copy of its plan ({copy}): it cannot be resumed",
+            hint="run the plan again with `runner run` (finished work is under refs/runner/)",
+        )
+    text = copy.read_text(encoding="utf-8")
+    if done.plan_hash and plan_hash(text) != done.plan_hash:
+        raise InputError(f"{copy}: the run's copy of its plan was changed; it cannot be resumed")
+    # Checked as at the start (its policy files are found next to the original plan).
+    prepared = preflight(parse_plan(text, result.plan), top, settings, environ)
+    if prepared.dispatch.waves != [w for w in _waves(read.events)]:
+        raise InputError(f"run {result.run_id}: its plan now makes other waves; cannot resume")
+    return dataclasses.replace(prepared, base_commit=result.base_commit), done
+
+
+def _waves(events: list[dict[str, object]]) -> list[list[str]]:
+    planned = next(e for e in events if e.get("event") == "planned")
+    waves = planned["waves"]
+    assert isinstance(waves, list)
+    return [list(w) for w in waves]
