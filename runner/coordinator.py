@@ -406,9 +406,11 @@ class Coordinator:
                 return self._judge(
                     task_id, self.pipeline.collect_only(spec, events.execution(ended)), spec
                 )
+        ref = keep_attempt_ref(self.repo, self.run_id, task_id, attempt)
         kept = set_aside(spec.state, attempt)
         note = f"attempt {attempt} was cut short when the runner stopped; it runs again"
-        note += f"; that attempt's workspace is kept at {kept}" if kept else ""
+        where = ref or (str(kept) if kept else None)
+        note += f"; that attempt's work is kept at {where}" if where else ""
         self._emit("retrying", task=task_id, attempt=attempt + 1, note=note)
         return _RUN_AGAIN
 
@@ -462,7 +464,9 @@ class Coordinator:
         limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
         status, reason = judge(ending, limits)
         if status is not None:
-            self._set(task_id, status, reason, violations=found)
+            # Cut short by the signal, not ended by itself: a resume runs it again.
+            cut = {"cut": True} if ending.interrupted and not got.problem else {}
+            self._set(task_id, status, reason, violations=found, **cut)
             return status
         self._emit("judged", task=task_id, status=READY, reason=None, commit=got.commit)
         log.info("task ready", task=task_id, files=len(got.files))

@@ -138,7 +138,7 @@ def _task_ended(r: Replay, ev: Event) -> None:
     t.cpu_s, t.peak_memory_bytes = ev.get("cpu_s"), ev.get("peak_memory_bytes")
     t.metrics_source = ev.get("metrics_source")
     t.denials = [Denial.model_validate(d) for d in ev.get("denials", [])]
-    t.notes = list(ev.get("notes", []))
+    t.notes = [*t.notes, *ev.get("notes", [])]
     r.phase[t.id] = Phase.COLLECTING
     r.ended[t.id] = dict(ev)
 
@@ -168,6 +168,12 @@ def _judged(r: Replay, ev: Event) -> None:
         t.status, t.reason = TaskStatus.SKIPPED, None
         return
     t.status, t.reason = TaskStatus(ev["status"]), ev["reason"]
+    if ev.get("cut"):  # cut short by a signal: a resume runs it again
+        r.ready.pop(t.id, None)
+        r.ended.pop(t.id, None)
+        r.fetched.pop(t.id, None)
+        r.phase[t.id] = Phase.RUNNING
+        return
     if ev.get("run_ended"):
         return  # said when the run ended: not the task's own outcome (resume goes on from it)
     r.ready.pop(t.id, None)

@@ -31,7 +31,8 @@ EVENTS: dict[str, str] = {
     "collected": "task, head (None: see problem), problem, out, notes",
     "fetched": "task, ref, commit, files_changed (paths), problem, kept (where its work is now)",
     "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit, "
-    "violations, conflicts, run_ended (said because the run ended: resume goes on from it)",
+    "violations, conflicts, run_ended (said because the run ended: resume goes on from it), "
+    "cut (cut short by a signal: resume runs it again)",
     "retrying": "task, attempt (the next), note (where the last attempt's work is kept), "
     "previous (its reason)",
     "merged": "wave, tasks, head (the integration ref is set to it next), previous",
@@ -236,6 +237,8 @@ def _judged(s: RunState, ev: Mapping[str, Any]) -> None:
         t.phase, t.status, t.reason = Phase.READY, None, None
     elif ev.get("run_ended"):  # not the task's own outcome: a resume goes on from its phase
         t.status, t.reason = TaskStatus(ev["status"]), ev["reason"]
+    elif ev.get("cut"):  # cut short by a signal: a resume runs it again
+        t.phase, t.status, t.reason = Phase.RUNNING, TaskStatus(ev["status"]), ev["reason"]
     else:
         t.phase, t.status, t.reason = Phase.DONE, TaskStatus(ev["status"]), ev["reason"]
 
