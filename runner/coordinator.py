@@ -8,6 +8,7 @@ journal's projection and `resume` continues a run from the journal a dead proces
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -87,10 +88,19 @@ class Coordinator:
         self.journal: Journal | None = None
         self._lock = threading.RLock()
         self.replay = self.resume or Replay.start(self._planned())
+        self.closing = False
+        """Set by a second Ctrl-C: no new sandbox is started, work in flight is abandoned."""
+        self._pool: ThreadPoolExecutor | None = None
         self.leftover: dict[str, Phase] = {}
         """Tasks a dead process left started but not judged (resume): their phase then."""
         self.pipeline = Pipeline(
-            self.repo, self.run_id, self.backend, self._emit, self.keep_workspaces, self._denials
+            self.repo,
+            self.run_id,
+            self.backend,
+            self._emit,
+            self.keep_workspaces,
+            self._denials,
+            closing=lambda: self.closing,
         )
 
     @property
@@ -180,17 +190,18 @@ class Coordinator:
         self, before: dict[str, str], started: float, status: RunStatus, error: str | None
     ) -> None:
         removed = self.backend.cleanup(self.run_id)
+        if self._pool is not None:
+            # Abandoned workers end fast (their containers are gone; they start none): wait,
+            # then remove what one made in between.
+            with contextlib.suppress(KeyboardInterrupt):
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                removed += self.backend.cleanup(self.run_id)
         log.debug("cleanup", run=self.run_id, removed=removed)
         workspace.remove(self.stores)  # no sandbox mounts them any more: a copy of history each
         if status is not RunStatus.SUCCESS:
             for tres in self.result.tasks:
                 if tres.status is TaskStatus.SKIPPED and tres.reason is None:
-                    reason = (
-                        f"ready, not merged: the run ended {status.value}; its work is kept at "
-                        f"{tres.ref}"
-                        if tres.id in self.replay.ready
-                        else f"not reached: the run ended {status.value}"
-                    )
+                    reason = self._left_how(tres.id, status)
                     fields = {"status": TaskStatus.SKIPPED, "reason": reason, "run_ended": True}
                     self._note("judged", task=tres.id, **fields)
         after = git.snapshot(self.repo)
@@ -209,6 +220,21 @@ class Coordinator:
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             duration_s=round(time.monotonic() - started, 3),
         )
+
+    def _left_how(self, task_id: str, status: RunStatus) -> str:
+        """What the run's end left of a task it did not judge, and where its work is."""
+        ended, phase = status.value, self.replay.phase.get(task_id)
+        if task_id in self.replay.ready:
+            ref = self.result.task(task_id).ref
+            return f"ready, not merged: the run ended {ended}; its work is kept at {ref}"
+        if phase in (Phase.RUNNING, Phase.COLLECTING):
+            # A second Ctrl-C (or an error) stopped it before its work came home.
+            work = names.sandbox_dir(self.run_dir, "task", task_id) / "work"
+            return (
+                f"abandoned while {phase.value}: the run ended {ended}; its work stays in its "
+                f"workspace {work} (`runner resume` collects it)"
+            )
+        return f"not reached: the run ended {ended}"
 
     # -- one wave ------------------------------------------------------------------------------
     def _wave(
@@ -284,12 +310,18 @@ class Coordinator:
             list(pool.map(lambda t: self._task(t, start), task_ids))
         except KeyboardInterrupt as exc:
             # Kill the sandboxes (keeping them) so the workers' waits return now, not at their
-            # timeout, and each worker still collects its task's partial work. A second Ctrl-C
-            # lands here in shutdown and abandons that; run() then removes everything.
+            # timeout, and each worker still collects its task's partial work.
             self.interrupted = _signal_name(exc)
             self._note("interrupted", signal=self.interrupted)
             self.backend.kill(self.run_id)
-            pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            except KeyboardInterrupt:
+                # A second Ctrl-C: abandon collection. Workers start no new sandbox from now
+                # on; _finish removes the run's containers, waits for the workers, and says
+                # where each abandoned task's work is.
+                self.closing, self._pool = True, pool
+                raise
             raise
         pool.shutdown()
 
@@ -443,6 +475,8 @@ class Coordinator:
 
     def _judge(self, task_id: str, got: Attempt, spec: SandboxSpec) -> TaskStatus | None:
         """Judge an attempt; None: its work is ready to merge."""
+        if self.closing:
+            return TaskStatus.FAILED  # abandoned: the run's end says so, with its workspace
         if got.failure is not None or got.ending is None:
             self._set(task_id, TaskStatus.FAILED, got.failure or "the runner lost this task")
             return TaskStatus.FAILED

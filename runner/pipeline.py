@@ -51,6 +51,12 @@ class Pipeline:
     keep_workspaces: bool = False
     denials: Callable[[SandboxSpec, Execution, float, float], dict[str, Any]] | None = None
     """Egress denials and notes of an allowlist sandbox (fields of `task_ended`)."""
+    closing: Callable[[], bool] = lambda: False
+    """True once the run abandons work in flight (a second Ctrl-C): start no new sandbox."""
+
+    def _check(self) -> None:
+        if self.closing():
+            raise RunnerError("abandoned: the run is ending")
 
     def run(self, spec: SandboxSpec, attempt: int) -> Attempt:
         """Run the task's script in a fresh clone and bring its work home."""
@@ -64,6 +70,7 @@ class Pipeline:
                 self.repo, spec.start_commit, spec.workspace, f"task/{task_id}", spec.policy.user
             )
             try:
+                self._check()
                 since = time.time()
                 ex = self.backend.execute(spec)
                 extra = self.denials(spec, ex, since, time.time()) if self.denials else {}
@@ -86,6 +93,7 @@ class Pipeline:
 
     def _collect(self, spec: SandboxSpec, ex: Execution) -> Attempt:
         task_id = spec.task_id
+        self._check()
         collected = self.backend.collect(spec)
         self.emit("collected", **events.collected(task_id, collected))
         self.backend.destroy(spec)

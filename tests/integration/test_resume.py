@@ -216,3 +216,50 @@ def test_plan_retries_are_checked(tmp_path: Path) -> None:
     assert f"{plan}:4" in done.stderr
     assert "Traceback" not in done.stderr
     assert os.path.exists(plan)
+
+
+TWO = """\
+tasks:
+  - id: writer
+    scope: ["w/**"]
+    run: mkdir w && echo begun > w/begun.txt && sleep 300
+  - id: other
+    scope: ["o/**"]
+    run: mkdir o && echo begun > o/begun.txt && sleep 300
+"""
+
+
+def test_a_second_ctrl_c_abandons_collection_but_removes_everything_and_says_where(
+    tmp_path: Path, images: None, docker_client: docker.DockerClient
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    try:
+        proc = start_run(tmp_path, repo, TWO)
+        run_id = _run_id(repo)
+        _wait(repo, run_id, ready=set(), started={"writer", "other"})
+        runs = repo / ".git/runner/runs" / run_id
+        for task in ("writer", "other"):
+            for _ in range(300):
+                if (runs / "tasks" / task / "work" / task[0] / "begun.txt").exists():
+                    break
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # inside the kill or the collection
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert leftovers(docker_client, run_id) == []
+        result = json.loads((runs / "result.json").read_text())
+        assert result["status"] == "interrupted"
+        for task in result["tasks"]:
+            # Either collected (its work under its ref) or abandoned with its workspace named;
+            # never "not reached", never lost.
+            reason = task["reason"] or ""
+            if task["ref"]:
+                assert git(repo, "show", f"{task['ref']}:{task['id'][0]}/begun.txt") == "begun"
+            else:
+                assert "abandoned" in reason or "workspace" in reason, task
+                work = Path(reason.split("workspace ")[1].split()[0].rstrip(";"))
+                assert (work / task["id"][0] / "begun.txt").read_text() == "begun\n"
+    finally:
+        remove_caches(docker_client, repo)
