@@ -8,7 +8,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -156,6 +156,32 @@ def resume_cmd(
     raise typer.Exit(result.exit_code)
 
 
+@app.command("retry")
+@guarded
+def retry_cmd(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
+    tasks: Annotated[list[str], typer.Argument(help="The tasks to run again.")],
+    repo: RepoOpt = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+) -> None:
+    """Run tasks of a finished run again, in that run, as their next attempt; what depends on
+    them runs too, and everything merges onto the run's integration branch."""
+    settings = Settings()
+    live = not json_out and err.is_terminal
+    runner_log.configure(settings.log_format, quiet=json_out or live)
+    ended: list[RunResult] = []
+    try:
+        result = execute(
+            None, repo, settings, live=live, on_end=ended.append, resume=run, retry=tasks
+        )
+    except KeyboardInterrupt:
+        if ended:
+            _report(ended[0], json_out)
+        raise
+    _report(result, json_out)
+    raise typer.Exit(result.exit_code)
+
+
 def _report(result: RunResult, json_out: bool) -> None:
     if json_out:
         print(result.model_dump_json(indent=2), flush=True)
@@ -173,6 +199,7 @@ def execute(
     live: bool = False,
     on_end: Callable[[RunResult], None] | None = None,
     resume: str | None = None,
+    retry: Sequence[str] = (),
 ) -> RunResult:
     """Load, pre-flight, run and report one plan (shared by `run`, `resume` and `demo`)."""
     from runner.coordinator import Coordinator, state_root
@@ -181,11 +208,11 @@ def execute(
     from runner.report import append_usage, write_result
     from runner.sandbox.docker import DockerBackend, connect
 
-    replay = None
+    replay, again = None, list[str]()
     if resume is not None:
         from runner.resume import prepare_resume
 
-        prepared, replay = prepare_resume(repo, resume, settings, os.environ)
+        prepared, replay, again = prepare_resume(repo, resume, settings, os.environ, retry)
     else:
         assert plan is not None
         prepared = preflight(load_plan(plan), repo, settings, os.environ)
@@ -211,7 +238,12 @@ def execute(
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(
-        prepared, backend, root, keep_workspaces=settings.keep_workspaces, resume=replay
+        prepared,
+        backend,
+        root,
+        keep_workspaces=settings.keep_workspaces,
+        resume=replay,
+        retry=again,
     )
     with repo_lock(root, coordinator.run_id):
         try:

@@ -69,6 +69,8 @@ class Coordinator:
     """Called (from worker threads too) whenever a task starts or changes status."""
     resume: Replay | None = None
     """The journal of the run to continue (`runner resume`); None: a new run."""
+    retry: list[str] = field(default_factory=list)
+    """Tasks to run again in the resumed run (`runner retry`), with what depends on them."""
 
     def __post_init__(self) -> None:
         p = self.prepared
@@ -130,7 +132,9 @@ class Coordinator:
             self._emit("planned", **self._planned())
             git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
         else:
-            self._emit("resumed", pid=os.getpid())
+            self._emit("resumed", pid=os.getpid(), retry=self.retry)
+            for task_id in self.retry:
+                self._reopen(task_id)
             # Continue from the last journaled merge, wherever the ref was left.
             assert self.result.integration_commit is not None
             git.update_ref(self.repo, self.integration_ref, self.result.integration_commit)
@@ -221,6 +225,20 @@ class Coordinator:
             duration_s=round(time.monotonic() - started, 3),
         )
 
+    def _reopen(self, task_id: str) -> None:
+        """`runner retry`: run a task again as its next attempt, its last one's work kept."""
+        attempt = self.replay.attempt.get(task_id, 0)
+        state = names.sandbox_dir(self.run_dir, "task", task_id)
+        ref = keep_attempt_ref(self.repo, self.run_id, task_id, attempt) if attempt else None
+        kept = set_aside(state, attempt) if attempt else None
+        where = ref or (str(kept) if kept else None)
+        note = "retried with `runner retry`"
+        if attempt:
+            tres = self.result.task(task_id)
+            note += f"; attempt {attempt} ended {tres.status.value}"
+            note += f"; its work is kept at {where}" if where else ""
+        self._emit("retrying", task=task_id, attempt=attempt + 1, note=note)
+
     def _left_how(self, task_id: str, status: RunStatus) -> str:
         """What the run's end left of a task it did not judge, and where its work is."""
         ended, phase = status.value, self.replay.phase.get(task_id)
@@ -241,10 +259,12 @@ class Coordinator:
         self, index: int, wave: list[str], head: str, stopped: str | None
     ) -> tuple[str, str | None]:
         r = self.replay
-        if index in r.ended_waves:  # resumed: this wave is done
-            done = next(w for w in self.result.waves if w.index == index)
-            return done.merged_commit or head, r.ended_waves[index] or stopped
-        if index in r.merged_waves:  # resumed: merged and journaled, not yet ended
+        # A wave starts from the integration head: on a retry, waves after it merged already.
+        head = self.result.integration_commit or head
+        reopened = any(r.phase[t] is not Phase.DONE for t in wave)
+        if index in r.ended_waves and not reopened:  # resumed: this wave is done
+            return head, stopped if self.retry else (r.ended_waves[index] or stopped)
+        if index in r.merged_waves and index not in r.ended_waves:  # merged, not yet ended
             return self._merged(
                 index, wave, head, r.merged_waves[index][0], r.merged_waves[index][1]
             )

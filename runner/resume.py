@@ -8,7 +8,7 @@ Tasks judged before stay judged; the coordinator decides what to do with the res
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import git
@@ -23,9 +23,14 @@ from runner.settings import Settings
 
 
 def prepare_resume(
-    repo: Path, which: str, settings: Settings, environ: Mapping[str, str]
-) -> tuple[Prepared, Replay]:
-    """The run to continue, checked. Raises InputError (nothing is changed)."""
+    repo: Path,
+    which: str,
+    settings: Settings,
+    environ: Mapping[str, str],
+    retry: Sequence[str] = (),
+) -> tuple[Prepared, Replay, list[str]]:
+    """The run to continue, checked, and the tasks to run again (`retry`: the named ones and
+    what depends on them). Raises InputError (nothing is changed)."""
     from runner.coordinator import plan_hash, state_root
     from runner.gc import run_alive
     from runner.status import find_run
@@ -38,7 +43,7 @@ def prepare_resume(
     except BadEvent as exc:
         raise InputError(f"{run_dir}/journal.jsonl: cannot resume: {exc}") from None
     result = done.result
-    if result.status in (RunStatus.SUCCESS, RunStatus.PARTIAL):
+    if result.status in (RunStatus.SUCCESS, RunStatus.PARTIAL) and not retry:
         raise InputError(
             f"run {result.run_id} finished ({result.status.value}): there is nothing to resume",
             hint="run a task again with `runner retry`, or the plan with `runner run`",
@@ -61,7 +66,33 @@ def prepare_resume(
     prepared = preflight(parse_plan(text, result.plan), top, settings, environ)
     if prepared.dispatch.waves != [w for w in _waves(read.events)]:
         raise InputError(f"run {result.run_id}: its plan now makes other waves; cannot resume")
-    return dataclasses.replace(prepared, base_commit=result.base_commit), done
+    again = _retried(prepared, done, retry) if retry else []
+    return dataclasses.replace(prepared, base_commit=result.base_commit), done, again
+
+
+def _retried(prepared: Prepared, done: Replay, named: Sequence[str]) -> list[str]:
+    """The named tasks and, after them, every task that depends on one and was not merged."""
+    plan, result = prepared.doc.plan, done.result
+    known = {t.id for t in plan.tasks}
+    for task_id in named:
+        if task_id not in known:
+            raise InputError(
+                f"run {result.run_id} has no task {task_id!r}",
+                hint="its tasks: " + ", ".join(sorted(known)),
+            )
+        if result.task(task_id).status.ok:
+            status = result.task(task_id).status.value
+            raise InputError(f"task {task_id} is {status}: there is nothing to retry")
+    again = list(dict.fromkeys(named))
+    grew = True
+    while grew:  # dependents of dependents too
+        grew = False
+        for t in plan.tasks:
+            blocked = set(t.depends_on) & set(again) and not result.task(t.id).status.ok
+            if t.id not in again and blocked:
+                again.append(t.id)
+                grew = True
+    return again
 
 
 def _waves(events: list[dict[str, object]]) -> list[list[str]]:

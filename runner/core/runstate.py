@@ -22,7 +22,8 @@ EVENTS: dict[str, str] = {
     "planned": "the run is about to start: run_id, repo, plan, plan_hash, plan_copy (the "
     "plan as read, which resume runs), base, base_commit, integration_ref, state_dir, "
     "started_at, warnings, waves, tasks [{id, wave, depends_on, env (names)}], on_conflict, verify",
-    "resumed": "a later process continues the run (runner resume): pid",
+    "resumed": "a later process continues the run (runner resume, runner retry): pid, retry "
+    "(the tasks run again, with their dependents)",
     "wave_started": "wave, tasks, start (the commit its tasks start from)",
     "task_queued": "task, wave, start",
     "task_started": "task, start, attempt (from 1), workspace, container",

@@ -263,3 +263,42 @@ def test_a_second_ctrl_c_abandons_collection_but_removes_everything_and_says_whe
                 assert (work / task["id"][0] / "begun.txt").read_text() == "begun\n"
     finally:
         remove_caches(docker_client, repo)
+
+
+RETRY_LATER = """\
+tasks:
+  - id: ok
+    scope: ["k/**"]
+    run: mkdir k && echo k > k/x.txt
+  - id: flaky
+    scope: ["f/**"]
+    run: |
+      if [ ! -e /cache/tried ]; then touch /cache/tried; exit 1; fi
+      mkdir f && echo ok > f/x.txt
+  - id: dep
+    depends_on: [flaky]
+    scope: ["d/**"]
+    run: mkdir d && cp f/x.txt d/x.txt
+"""
+
+
+def test_runner_retry_runs_only_the_named_task_and_its_dependents(run_plan: RunPlan) -> None:
+    run = run_plan(RETRY_LATER, {"README.md": "x\n"})
+    assert run.code == 1, run.stderr
+    assert run.task("flaky")["status"] == "failed" and run.task("dep")["status"] == "skipped"
+    run_id = run.result["run_id"]
+
+    merged = runner_cli("retry", run_id, "ok", "--repo", str(run.repo))
+    assert merged.returncode == 2 and "nothing to retry" in merged.stderr
+
+    done = runner_cli("retry", run_id, "flaky", "--repo", str(run.repo), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    tasks = {t["id"]: t for t in result["tasks"]}
+    assert result["run_id"] == run_id and result["status"] == "success"
+    assert {t["status"] for t in tasks.values()} == {"merged"}
+    assert tasks["ok"]["attempts"] == 1  # not run again
+    assert tasks["flaky"]["attempts"] == 2 and tasks["dep"]["attempts"] == 1
+    assert any("runner retry" in n for n in tasks["flaky"]["notes"])
+    assert run.show(result["integration_ref"], "d/x.txt") == "ok"
+    assert run.show(result["integration_ref"], "k/x.txt") == "k"
