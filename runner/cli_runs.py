@@ -18,7 +18,7 @@ import typer
 
 from runner import git, names
 from runner.core.judge import printable
-from runner.errors import InputError
+from runner.errors import InputError, RunnerError
 from runner.runs import (
     RunView,
     TaskView,
@@ -101,7 +101,12 @@ def ps_cmd(
         raise InputError(f"--format {printable(fmt)!r}: use table or json")
     root = _root(repo)[1]
     if run is None:
-        views = [load_run(d) for d in list_runs(root)]
+        views = []
+        for run_dir in list_runs(root):
+            try:
+                views.append(load_run(run_dir))
+            except RunnerError as exc:  # one unreadable run hides none of the others
+                print(f"warning: run {run_dir.name}: {exc}", file=sys.stderr)
         if quiet:
             print("\n".join(v.run_id for v in views))
         elif fmt == "json":
