@@ -310,8 +310,8 @@ def without_metrics(data: bytes) -> bytes:
     """A log without the runner's internal metrics lines (older runs kept them in the log)."""
     if METRICS_MARK not in data:
         return data
-    lines = data.split(b"\n")
-    return b"\n".join(line for line in lines if not line.startswith(METRICS_MARK))
+    lines = data.splitlines(keepends=True)
+    return b"".join(line for line in lines if not line.startswith(METRICS_MARK))
 
 
 def tail(data: bytes, n: int) -> bytes:
