@@ -29,6 +29,7 @@ from tests.integration.conftest import (
 )
 
 PLAN = """\
+verify: "test -f src/new.txt && echo verified"
 tasks:
   - id: good
     scope: ["src/**"]
@@ -84,6 +85,12 @@ def raw_git(repo: Path, *args: str) -> str:
 
 def cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return runner_cli(*args, "--repo", str(repo))
+
+
+@pytest.mark.parametrize("command", ["ps", "logs", "diff", "show", "apply", "accept"])
+def test_every_command_has_help(command: str) -> None:
+    proc = runner_cli(command, "--help")
+    assert proc.returncode == 0 and "Usage" in proc.stdout, proc.stderr
 
 
 def test_ps_lists_runs_and_a_runs_tasks(made: tuple[Path, dict[str, Any]]) -> None:
@@ -158,8 +165,10 @@ def test_logs_and_show(made: tuple[Path, dict[str, Any]]) -> None:
     assert "##runner-metrics" not in cli(repo, "logs", "latest", "broken").stdout
     missing = cli(repo, "logs", "latest", "nope")
     assert missing.returncode == 2 and "its tasks: good, bad, broken" in missing.stderr
-    no_verify = cli(repo, "logs", "latest", "--verify")
-    assert no_verify.returncode == 2 and "no verify log" in no_verify.stderr
+    assert cli(repo, "logs", "latest", "good", "--verify").stdout == "verified\n"
+    assert cli(repo, "logs", "latest", "--verify", "--wave", "1").stdout == "verified\n"
+    no_verify = cli(repo, "logs", "latest", "--verify", "--wave", "2")
+    assert no_verify.returncode == 2 and "no verify log of wave 2" in no_verify.stderr
     assert json.loads(cli(repo, "show", "latest").stdout) == result
     assert json.loads(cli(repo, "show", "latest", "bad").stdout) == result["tasks"][1]
 
