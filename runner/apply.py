@@ -169,8 +169,19 @@ def _merge_tasks(
         outcome = git.merge_tree(top, current, t.commit, t.start_commit)
         if outcome.tree is None:
             _conflict(f"task {t.id}", outcome.conflicts)
-        message = f"runner {run.run_id}: merge task {t.id}\n\nTask commit: {t.commit}\n"
-        current, how = _commit(top, outcome.tree, [current, t.commit], message), "merge"
+        if outcome.tree == git.out(top, "rev-parse", f"{current}^{{tree}}"):
+            continue  # its change is there already (applied before)
+        # The task's commit is a parent only if the branch already holds its start: else its
+        # history (a dependency's work it started from) would pass for merged, and a later
+        # merge of that work would take it as already there and drop it.
+        truthful = git.is_ancestor(top, t.start_commit, current)
+        parents = [current, t.commit] if truthful else [current]
+        what = "merge task" if truthful else "apply the change of task"
+        message = f"runner {run.run_id}: {what} {t.id}\n\nTask commit: {t.commit}\n"
+        current, how = (
+            _commit(top, outcome.tree, parents, message),
+            "merge" if truthful else "commit",
+        )
     if squash and current != head:
         tree = git.out(top, "rev-parse", f"{current}^{{tree}}")
         ids = ", ".join(t.id for t in tasks)
@@ -251,7 +262,8 @@ def accept(repo: Path, run: RunView, task_id: str) -> Accepted:
         f"runner {run.run_id}: accept task {t.id} (scope violation, reviewed)\n\n"
         f"Task commit: {t.commit}\nOutside its scope: {', '.join(t.violations) or '-'}\n"
     )
-    new = _commit(top, outcome.tree, [head, t.commit], message)
+    parents = [head, t.commit] if git.is_ancestor(top, t.start_commit, head) else [head]
+    new = _commit(top, outcome.tree, parents, message)
     git.update_ref(top, run.integration_ref, new, head)
     record = _record(run, t, head, new)
     return Accepted(t.id, head, new, record)

@@ -20,6 +20,7 @@ import docker
 import pytest
 
 from tests.integration.conftest import (
+    RunPlan,
     git,
     leftovers,
     make_repo,
@@ -276,6 +277,29 @@ def test_accept_merges_a_reviewed_scope_violation_onto_the_integration_branch(
     assert cli(repo, "accept", "latest", "bad").returncode == 2  # once
     assert cli(repo, "apply", "latest").returncode == 0
     assert (repo / "outside.txt").read_text() == "outside\n"
+
+
+DEPENDENT = """\
+tasks:
+  - {id: db, scope: ["db/**"], run: "mkdir db && echo db > db/x.txt"}
+  - {id: api, depends_on: [db], scope: ["api/**"], run: "mkdir api && cat db/x.txt > api/y.txt"}
+"""
+
+
+def test_apply_of_a_dependent_task_alone_takes_only_its_change_and_loses_none_later(
+    run_plan: RunPlan,
+) -> None:
+    run = run_plan(DEPENDENT, {"a.txt": "a\n"})
+    assert run.code == 0, run.stderr
+    repo, base = run.repo, run.result["base_commit"]
+    proc = cli(repo, "apply", "latest", "api")
+    assert proc.returncode == 0, proc.stderr
+    assert git(repo, "ls-files").split() == ["a.txt", "api/y.txt"]  # not db's work
+    # db's commit must not pass for merged: the whole run applied later brings db's file.
+    assert git(repo, "rev-list", "--parents", "-n1", "HEAD").split()[1:] == [base]
+    assert cli(repo, "apply", "latest", "api").stdout.endswith("nothing to do\n")
+    assert cli(repo, "apply", "latest").returncode == 0
+    assert git(repo, "ls-files").split() == ["a.txt", "api/y.txt", "db/x.txt"]
 
 
 SLOW = """\
