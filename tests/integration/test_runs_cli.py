@@ -327,6 +327,9 @@ def test_logs_follow_shows_first_lines_before_the_task_ends(
         assert run.poll() is None  # the run, and so the task, is still going
         live = json.loads(cli(repo, "ps", "latest", "--format", "json").stdout)
         assert live["live"] and live["tasks"][0]["status"] in ("running", "collecting")
+        shown = cli(repo, "show", "latest")
+        assert json.loads(shown.stdout)["status"] == "running"
+        assert "its state from the journal" in shown.stderr
         rest, _ = follower.communicate(timeout=60)
         assert rest == "last line\n" and follower.returncode == 0
         out, _ = run.communicate(timeout=60)
