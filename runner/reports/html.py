@@ -15,7 +15,7 @@ import jinja2
 from runner import git
 from runner.core.results import RunResult, TaskResult, TaskStatus
 from runner.errors import RunnerError
-from runner.reports.facts import log_tail, parse_time
+from runner.reports.facts import log_tail, parse_time, verify_said
 
 COLOURS = {
     TaskStatus.MERGED: "#2e7d32",
@@ -170,6 +170,7 @@ def render_html(result: RunResult) -> str:
         timeline=timeline(result),
         cards=cards,
         red_verify=red,
+        waves=[(w.index, verify_said(w, result)) for w in result.waves],
         branch=result.integration_ref.removeprefix("refs/heads/"),
         row=ROW,
         label_width=LABEL,
