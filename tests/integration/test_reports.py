@@ -35,6 +35,7 @@ tasks:
     env: [REPORTS_TEST_TOKEN]
     run: |
       echo '<script>alert(1)</script>'
+      echo "token: $REPORTS_TEST_TOKEN"
       exit 3
   - id: wide
     scope: ["wide/**"]
@@ -157,7 +158,7 @@ def test_a_run_reports_to_junit_html_github_and_a_pipe(tmp_path: Path) -> None:
     lines = proc.stderr.splitlines()
     assert lines[0] == f"::add-mask::{SECRET}"
     assert "::error file=plan.yaml,line=10,title=task bad%3A failed::" in proc.stderr
-    assert "::error file=plan.yaml,line=17,title=task wide%3A outside its scope::" in proc.stderr
+    assert "::error file=plan.yaml,line=18,title=task wide%3A outside its scope::" in proc.stderr
     assert "::error file=plan.yaml,line=7,title=task breaker%3A verify_failed::" in proc.stderr
     summary = (tmp_path / "summary.md").read_text()
     assert f"runner run `{result['run_id']}`: partial" in summary

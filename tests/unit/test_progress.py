@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from runner.core.results import RunResult, TaskResult, TaskStatus, VerifyRun, WaveResult
 from runner.core.runstate import project
-from runner.progress import Progress, changes, frame, shown_state
+from runner.progress import Progress, changes, frame, interactive, shown_state
 from runner.report import print_summary
 
 T = "2026-11-25T21:00:00.000+00:00"
@@ -174,3 +176,41 @@ def test_summary_lists_a_tasks_egress_denials() -> None:
     assert "task api: egress denied 7x: h0.example.test:443, h1.example.test:443" in out
     assert "h4.example.test:443 and 2 more (see result.json)" in out
     assert "task db:" not in out  # no denials, no line
+
+
+def _follow(tmp_path: Path) -> str:
+    """What Progress prints on a console made from the environment, writing to a pipe."""
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(json.dumps(ev) + "\n" for ev in _events()))
+    buffer = io.StringIO()
+    with Progress(Console(file=buffer), journal):
+        pass
+    return buffer.getvalue()
+
+
+def test_force_color_colours_the_lines_of_a_pipe_but_draws_no_live_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    forced = Console(file=io.StringIO())
+    assert forced.is_terminal and not interactive(forced)  # colours yes, cursor games no
+    out = _follow(tmp_path)
+    assert re.search(r"\x1b\[[0-9;]*3[0-9]m", out)  # a colour
+    assert "\x1b[?25l" not in out and "\x1b[2K" not in out and "\x1b[1A" not in out
+    assert "wave 1 task db: \x1b[32mmerged\x1b[0m (1.5s)" in out
+
+
+def test_no_color_wins_over_force_color(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = _follow(tmp_path)
+    assert not re.search(r"\x1b\[[0-9;]*3[0-9]m", out)
+    assert "wave 1 task db: merged (1.5s)" in out
+
+
+def test_a_plain_pipe_has_no_escape_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = _follow(tmp_path)
+    assert "\x1b[" not in out and "wave 1 task db: merged (1.5s)" in out
