@@ -250,3 +250,22 @@ def test_the_live_table_under_a_terminal_shows_rows_queued_running_merged(tmp_pa
         "queued", "running", "merged",
     ], states  # fmt: skip
     assert all("waiting" not in seen for seen in states.values())
+
+
+def test_report_refuses_what_it_cannot_make_in_one_line(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"README.md": "hi\n"})
+    nothing = runner_cli("report", "--repo", str(repo))
+    assert nothing.returncode == 2 and "no report asked for" in nothing.stderr
+    run_dir = repo / ".git" / "runner" / "runs" / "20261125-000000-abcdef"
+    run_dir.mkdir(parents=True)
+    died = runner_cli("report", "2026", "--repo", str(repo), "--junit", str(tmp_path / "j.xml"))
+    assert died.returncode == 2 and "has no result document" in died.stderr, died.stderr
+    (run_dir / "result.json").write_text('{"schema_version": 1}')
+    bad = runner_cli("report", "--repo", str(repo), "--html", str(tmp_path / "r.html"))
+    assert bad.returncode == 2 and "not a result document of this runner" in bad.stderr
+    (tmp_path / "plan.yaml").write_text("tasks:\n  - id: a\n    run: 'true'\n")
+    into_dir = runner_cli("run", "plan.yaml", "--repo", str(repo), "--junit", str(tmp_path),
+                          cwd=tmp_path)  # fmt: skip
+    assert into_dir.returncode == 2 and "is a directory" in into_dir.stderr
+    for proc in (nothing, died, bad, into_dir):
+        assert "Traceback" not in proc.stderr and not (tmp_path / "j.xml").exists()
