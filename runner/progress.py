@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,8 +95,11 @@ class _Seen:
     verify: dict[int, str | None]
 
 
-def changes(before: _Seen | None, run: RunState) -> tuple[_Seen, list[Text]]:
-    """Plain lines for what changed since `before` (None: the first look names every task)."""
+def changes(
+    before: _Seen | None, run: RunState, last: Mapping[str, Any] | None = None
+) -> tuple[_Seen, list[Text]]:
+    """Plain lines for what changed since `before` (None: the first look names every task);
+    `last`, the event `run` was projected up to, names a task verified alone."""
     seen = _Seen(
         {t.id: shown_state(t, run) for t in run.tasks}, {w.index: w.verify for w in run.waves}
     )
@@ -108,6 +111,8 @@ def changes(before: _Seen | None, run: RunState) -> tuple[_Seen, list[Text]]:
         if verify is not None and (before is None or before.verify.get(w.index) != verify):
             said = {"skipped": "no verify command"}.get(verify, f"verify {verify}")
             log = f" (log: {w.verify_log})" if verify == "red" and w.verify_log else ""
+            if alone := _verified_alone(last, w.index):
+                said = said.replace("verify", f"verify of {alone} alone", 1)
             lines.append(Text(f"wave {w.index}: {said}{log}"))
     for t in sorted(run.tasks, key=lambda t: t.wave):
         state = seen.tasks[t.id]
@@ -121,6 +126,13 @@ def changes(before: _Seen | None, run: RunState) -> tuple[_Seen, list[Text]]:
             line.append(f": {t.reason}")
         lines.append(line)
     return seen, lines
+
+
+def _verified_alone(last: Mapping[str, Any] | None, wave: int) -> str | None:
+    """The task the last event verified alone in this wave, if it is such a verify."""
+    if last is None or last.get("wave") != wave or not isinstance(last.get("task"), str):
+        return None
+    return str(last["task"]) if last.get("event") in ("verify_started", "verify_ended") else None
 
 
 class _Tail:
@@ -205,12 +217,12 @@ class Progress:
                     if self._live is not None and self.state is not None:
                         self._live.update(frame(self.state, _now()))  # the running clocks
                     return
-                for state in self._states(new):
-                    self._show(state)
+                for state, last in self._states(new):
+                    self._show(state, last)
             except Exception:  # progress must never break a run
                 return
 
-    def _states(self, new: int) -> Iterator[RunState]:
+    def _states(self, new: int) -> Iterator[tuple[RunState, dict[str, Any]]]:
         events = self._tail.events
         # Event by event, so a state that lasted less than one read is still shown.
         ends = range(len(events) - new + 1, len(events) + 1)
@@ -218,16 +230,16 @@ class Progress:
             ends = range(len(events), len(events) + 1)
         for end in ends:
             try:
-                yield project(events[:end])
+                yield project(events[:end]), events[end - 1]
             except BadEvent:
                 continue  # not planned yet, or an event this runner cannot read
 
-    def _show(self, state: RunState) -> None:
+    def _show(self, state: RunState, last: dict[str, Any]) -> None:
         self.state = state
         if self._live is not None:
             self._live.update(frame(state, _now()))
             return
-        self._seen, lines = changes(self._seen, state)
+        self._seen, lines = changes(self._seen, state, last)
         for line in lines:
             self.console.print(line, soft_wrap=True, highlight=False)
 

@@ -131,6 +131,11 @@ def test_a_run_reports_to_junit_html_github_and_a_pipe(tmp_path: Path) -> None:
     )
     assert "breaker red (log: " in said and said.endswith("merged: ok")
     assert all(t["started_at"] for t in result["tasks"] if t["id"] != "later")
+    progress = proc.stderr.splitlines()
+    red_logs = [v["log"] for v in wave["verify_runs"] if v["result"] == "red"]
+    assert f"wave 1: verify red (log: {red_logs[0]})" in progress
+    assert "wave 1: verify of ok alone green" in progress
+    assert f"wave 1: verify of breaker alone red (log: {red_logs[1]})" in progress
 
     # JUnit: parses, and its counts are the result's.
     root = ET.parse(junit).getroot()
