@@ -274,3 +274,19 @@ def test_report_refuses_what_it_cannot_make_in_one_line(tmp_path: Path) -> None:
     assert into_dir.returncode == 2 and "is a directory" in into_dir.stderr
     for proc in (nothing, died, bad, into_dir):
         assert "Traceback" not in proc.stderr and not (tmp_path / "j.xml").exists()
+
+
+@pytest.mark.usefixtures("images")
+def test_demo_piped_has_no_escape_codes_and_no_wrapped_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "demo", "--keep", str(tmp_path / ("demo-" + "d" * 40))],
+        capture_output=True, text=True, timeout=600, check=False, env=env | {"COLUMNS": "80"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" not in proc.stdout and "\x1b[" not in proc.stderr
+    out = proc.stdout.splitlines()
+    inspect = next(line for line in out if line.startswith("  inspect: git -C "))
+    assert len(inspect) > 80 and inspect.endswith("/integration")  # whole, on one line
+    assert next(line for line in out if line.startswith("result: ")).endswith("result.json")
+    assert "wave 3 task tests: merged" in proc.stderr

@@ -18,7 +18,7 @@ from runner.core.results import (
 )
 from runner.reports import github
 from runner.reports.facts import complete, verify_said
-from runner.reports.html import render_html
+from runner.reports.html import render_html, timeline
 from runner.reports.junit import junit_xml, outcome
 
 PLAN = """\
@@ -197,3 +197,15 @@ def test_github_masks_annotations_and_summary(tmp_path: Path) -> None:
     github.append_summary(_result(tmp_path), {"GITHUB_STEP_SUMMARY": str(summary)})
     assert summary.read_text().startswith("before\n### ❌ runner run `20261125-1`: partial")
     assert github.append_summary(_result(tmp_path), {}) is None
+
+
+def test_timeline_bars_are_placed_by_start_and_sized_by_duration(tmp_path: Path) -> None:
+    tl = timeline(_result(tmp_path))
+    bars = {b.label: b for b in tl.bars}
+    assert set(bars) == {"ok", "bad", "wide", "verify 1"}
+    scale = bars["ok"].width / 2.0  # ok ran 2 s
+    assert abs(bars["bad"].width - 3.5 * scale) < 0.01
+    assert abs((bars["bad"].x - bars["ok"].x) - 0.5 * scale) < 0.01  # began 0.5 s after ok
+    assert abs((bars["verify 1"].x - bars["ok"].x) - 5.0 * scale) < 0.01
+    assert bars["ok"].colour != bars["bad"].colour != bars["wide"].colour
+    assert [label for label, _y, _note in tl.rows] == ["later"]  # never ran: no bar
