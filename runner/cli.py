@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,21 +119,41 @@ def run_cmd(
     plan: PlanArg,
     repo: RepoOpt = Path("."),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Also write a JUnit XML report here.", show_default=False),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a one-file HTML report here.", show_default=False),
+    ] = None,
 ) -> None:
-    """Run a plan: one sandbox per task, bundles home, merged on runner/<run>/integration."""
+    """Run a plan: one sandbox per task, bundles home, merged on runner/<run>/integration.
+
+    On GitHub Actions (GITHUB_ACTIONS=true) it also masks the values of the variables passed to
+    tasks, annotates the plan with failed tasks and violations, and writes a job summary."""
+    from runner.progress import interactive
+    from runner.reports import github
+
     settings = Settings()
-    live = not json_out and err.is_terminal
-    # On a terminal the live table shows progress; logs would tear it, so only warnings show.
-    runner_log.configure(settings.log_format, quiet=json_out or live)
+    if github.active(os.environ):  # masks before anything else is printed
+        github.emit(github.mask_commands(load_plan(plan), os.environ), sys.stderr)
+    for path in (junit, html):
+        if path is not None and path.is_dir():
+            raise InputError(f"{path} is a directory", hint="give the report's file name")
+    live = interactive(err)
+    # Progress shows every state change on stderr; logs add only warnings, unless a log format
+    # was asked for (RUNNER_LOG_FORMAT).
+    runner_log.configure(settings.log_format, quiet=settings.log_format == "auto")
     ended: list[RunResult] = []
     try:
         result = execute(plan, repo, settings, live=live, on_end=ended.append)
     except KeyboardInterrupt:
-        if ended:  # the result document still comes out, saying `interrupted`
-            _report(ended[0], json_out)
+        if ended:  # the result document (and reports) still come out, saying `interrupted`
+            _report(ended[0], json_out, junit, html)
         raise
-    _report(result, json_out)
-    raise typer.Exit(result.exit_code)
+    failed = _report(result, json_out, junit, html)
+    raise typer.Exit(result.exit_code or (3 if failed else 0))
 
 
 @app.command("resume")
@@ -183,13 +204,49 @@ def retry_cmd(
     raise typer.Exit(result.exit_code)
 
 
-def _report(result: RunResult, json_out: bool) -> None:
+def _report(
+    result: RunResult, json_out: bool, junit: Path | None = None, html: Path | None = None
+) -> bool:
+    """Write the reports, then print the result; True when a report could not be written."""
+    from runner.reports import github
+
+    failed = False
+    for problem in _write_reports(result, junit, html):
+        err.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        failed = True
+    if github.active(os.environ):
+        doc = None
+        with contextlib.suppress(RunnerError):  # the plan may have moved since: no lines then
+            doc = load_plan(Path(result.plan))
+        github.emit(github.error_commands(result, doc, os.environ), sys.stderr)
+        try:
+            github.append_summary(result, os.environ)
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write the job summary: {escape(str(exc))}")
+            failed = True
     if json_out:
         print(result.model_dump_json(indent=2), flush=True)
     else:
         from runner.report import print_summary
 
         print_summary(result, Console(highlight=False))
+    return failed
+
+
+def _write_reports(result: RunResult, junit: Path | None, html: Path | None) -> list[str]:
+    """Write the asked-for reports; one line per report that could not be written."""
+    from runner.reports.html import write_html
+    from runner.reports.junit import write_junit
+
+    problems = []
+    for path, write in ((junit, write_junit), (html, write_html)):
+        if path is None:
+            continue
+        try:
+            write(result, path)
+        except OSError as exc:
+            problems.append(f"cannot write the report {path}: {exc.strerror or exc}")
+    return problems
 
 
 def execute(
@@ -248,13 +305,13 @@ def execute(
     )
     with repo_lock(root, coordinator.run_id):
         try:
-            if live:
-                from runner.progress import LiveProgress
+            from runner import names
+            from runner.progress import Progress
 
-                with LiveProgress(err) as progress:
-                    coordinator.observer = progress
-                    result = coordinator.run()
-            else:
+            # On a terminal a live table, elsewhere one line per state change: both on stderr.
+            journal = names.journal_path(coordinator.run_dir)
+            with Progress(err, journal, live=live) as progress:
+                coordinator.observer = progress
                 result = coordinator.run()
         finally:
             write_result(coordinator.result)
@@ -311,6 +368,51 @@ def status_cmd(
         print(json.dumps(status.document(), indent=2), flush=True)
     else:
         print_status(status, Console(highlight=False))
+
+
+@app.command("report")
+@guarded
+def report_cmd(
+    run: Annotated[
+        str, typer.Argument(help="A run id, a unique prefix of one, or `latest`.")
+    ] = "latest",
+    repo: Annotated[Path, typer.Option(help="The git checkout whose run it is.")] = Path("."),
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a one-file HTML report here.")
+    ] = None,
+) -> None:
+    """Make the reports of a finished run from its result document (result.json)."""
+    from pydantic import ValidationError
+
+    from runner import git
+    from runner.coordinator import state_root
+    from runner.reports.facts import complete
+    from runner.status import find_run
+
+    if junit is None and html is None:
+        raise InputError("no report asked for", hint="give --junit PATH and/or --html PATH")
+    run_dir = find_run(state_root(git.toplevel(repo), Settings().state_dir), run)
+    path = run_dir / "result.json"
+    try:
+        result = RunResult.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(
+            f"run {run_dir.name} has no result document ({path}): it is still running, or died",
+            hint=f"`runner status {run_dir.name}` shows its state from the journal",
+        ) from None
+    except (OSError, ValidationError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not a result document of this runner"
+        raise InputError(f"cannot read {path}: {why}") from None
+    complete(result)
+    problems = _write_reports(result, junit, html)
+    if problems:
+        raise RunnerError("; ".join(problems))
+    for written in (junit, html):
+        if written is not None:
+            print(f"wrote {written}")
 
 
 @app.command("schema")

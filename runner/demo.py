@@ -140,14 +140,14 @@ def run_demo(where: Path | None, settings: object) -> int:
     from runner.cli import execute
     from runner.coordinator import repo_key
     from runner.images import build_images
-    from runner.report import print_summary
+    from runner.report import print_summary, unwrapped
     from runner.sandbox.docker import DockerBackend, connect
     from runner.settings import Settings
 
     assert isinstance(settings, Settings)
-    console = Console(highlight=False)
+    console = unwrapped(Console(highlight=False))
     live = sys.stderr.isatty()
-    runner_log.configure(settings.log_format, quiet=live)
+    runner_log.configure(settings.log_format, quiet=settings.log_format == "auto")
     build_images(
         connect(settings.docker_timeout),
         settings.images_dir,

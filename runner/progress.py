@@ -1,48 +1,248 @@
-"""Live progress on a terminal: one row per task, redrawn as tasks start and finish."""
+"""Progress of a run while it goes, read from its journal: a live table on a terminal, one
+plain line per state change anywhere else (a pipe, a CI log, stderr next to `--json`).
+
+The journal is the record of every state change (queued, started, ended, collected, judged,
+verify started and ended, merged), written before the runner acts on it; following it shows
+states the coordinator's observer calls do not (collecting, verifying). The observer calls
+only wake the follower early. Progress never stops a run: a journal it cannot read shows
+nothing more.
+"""
 
 from __future__ import annotations
 
-import time
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from runner.core.results import RunResult, TaskStatus
+from runner.core.runstate import BadEvent, Phase, RunState, TaskState, project
+from runner.report import unwrapped
+
+INTERVAL = 0.2  # seconds between reads of the journal
+_STEP_EVENTS = 16  # batches up to this many events are shown event by event (no state skipped)
 
 
-class LiveProgress:
-    """A rich Live table fed by the coordinator's observer calls (from worker threads)."""
+def interactive(console: Console) -> bool:
+    """A live table needs a real terminal (FORCE_COLOR makes a pipe `is_terminal` too)."""
+    return console.is_terminal and console.file.isatty() and not console.is_dumb_terminal
 
-    def __init__(self, console: Console) -> None:
-        self._live = Live(console=console, refresh_per_second=4, transient=True)
-        self._started: dict[str, float] = {}
-        self.table = Table()
 
-    def __enter__(self) -> LiveProgress:
-        self._live.__enter__()
+def shown_state(task: TaskState, run: RunState) -> str:
+    """One word for a task's state as a person follows it."""
+    if task.status is not None:
+        return task.status.value
+    if task.phase in (Phase.PENDING, Phase.QUEUED):
+        return "queued"  # waiting for its wave or for a free sandbox: both are a queue
+    if task.phase is Phase.READY:
+        wave = next((w for w in run.waves if w.index == task.wave), None)
+        # From the wave's first verify until it is judged (isolation verifies again).
+        return "verifying" if wave is not None and wave.verify is not None else "ready"
+    return task.phase.value  # running, collecting
+
+
+def _style(state: str) -> str:
+    if state in (TaskStatus.MERGED, TaskStatus.NO_CHANGES):
+        return "green"
+    if state in ("queued", "ready"):
+        return "dim"
+    if state in ("running", "collecting", "verifying"):
+        return "cyan"
+    return "yellow" if state == TaskStatus.SKIPPED else "red"
+
+
+def _seconds_since(stamp: str | None, now: datetime) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return (now - datetime.fromisoformat(stamp)).total_seconds()
+    except (ValueError, TypeError):
+        return None
+
+
+def frame(run: RunState, now: datetime) -> Table:
+    """The live table for a run's state."""
+    table = Table(title=f"run {run.run_id}", title_justify="left")
+    for col in ("wave", "task", "state", "time", "reason"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=80)
+    for t in sorted(run.tasks, key=lambda t: t.wave):
+        state = shown_state(t, run)
+        if t.duration_s is not None:
+            spent = f"{t.duration_s:.1f}s"
+        elif state == "running" and (gone := _seconds_since(t.started_at, now)) is not None:
+            spent = f"{max(gone, 0):.0f}s"
+        else:
+            spent = ""
+        table.add_row(
+            str(t.wave), t.id, Text(state, style=_style(state)), spent, Text(t.reason or "")
+        )
+    return table
+
+
+@dataclass
+class _Seen:
+    tasks: dict[str, str]
+    verify: dict[int, str | None]
+
+
+def changes(
+    before: _Seen | None, run: RunState, last: Mapping[str, Any] | None = None
+) -> tuple[_Seen, list[Text]]:
+    """Plain lines for what changed since `before` (None: the first look names every task);
+    `last`, the event `run` was projected up to, names a task verified alone."""
+    seen = _Seen(
+        {t.id: shown_state(t, run) for t in run.tasks}, {w.index: w.verify for w in run.waves}
+    )
+    lines: list[Text] = []
+    if before is None:
+        lines.append(Text(f"run {run.run_id}: {len(run.tasks)} tasks in {len(run.waves)} waves"))
+    for w in run.waves:
+        verify = seen.verify[w.index]
+        if verify is not None and (before is None or before.verify.get(w.index) != verify):
+            said = {"skipped": "no verify command"}.get(verify, f"verify {verify}")
+            log = f" (log: {w.verify_log})" if verify == "red" and w.verify_log else ""
+            if alone := _verified_alone(last, w.index):
+                said = said.replace("verify", f"verify of {alone} alone", 1)
+            lines.append(Text(f"wave {w.index}: {said}{log}"))
+    for t in sorted(run.tasks, key=lambda t: t.wave):
+        state = seen.tasks[t.id]
+        if before is not None and before.tasks.get(t.id) == state:
+            continue
+        line = Text(f"wave {t.wave} task {t.id}: ")
+        line.append(state, style=_style(state))
+        if t.status is not None and t.duration_s is not None:
+            line.append(f" ({t.duration_s:.1f}s)")
+        if t.status is not None and t.reason:
+            line.append(f": {t.reason}")
+        lines.append(line)
+    return seen, lines
+
+
+def _verified_alone(last: Mapping[str, Any] | None, wave: int) -> str | None:
+    """The task the last event verified alone in this wave, if it is such a verify."""
+    if last is None or last.get("wave") != wave or not isinstance(last.get("task"), str):
+        return None
+    return str(last["task"]) if last.get("event") in ("verify_started", "verify_ended") else None
+
+
+class _Tail:
+    """The whole events of a journal that another thread appends to, read incrementally."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.events: list[dict[str, Any]] = []
+
+    def read(self) -> int:
+        """Read what was appended; returns how many new events."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return 0  # not there yet
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()  # a line being written: completed by a later read
+        before = len(self.events)
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    self.events.append(event)
+        return len(self.events) - before
+
+
+class Progress:
+    """Follows a run's journal in a thread and shows it on `console` (stderr)."""
+
+    def __init__(self, console: Console, journal: Path, *, live: bool | None = None) -> None:
+        self.console = console
+        self.live = interactive(console) if live is None else live
+        self._tail = _Tail(journal)
+        self._seen: _Seen | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._live: Live | None = None
+        self.state: RunState | None = None
+        if not self.live:
+            unwrapped(console)
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            self._live = Live(console=self.console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        self._thread.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._live.__exit__(kind, exc, tb)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.poll()  # the last events (the run's end) are shown before the summary
+        if self._live is not None:
+            self._live.__exit__(kind, exc, tb)
 
     def __call__(self, result: RunResult, running: set[str]) -> None:
-        table = Table(title=f"run {result.run_id}", title_justify="left")
-        for col in ("wave", "task", "state", "time"):
-            table.add_column(col)
-        now = time.monotonic()
-        for t in sorted(result.tasks, key=lambda t: t.wave):
-            if t.id in running:
-                began = self._started.setdefault(t.id, now)
-                state, spent = "[cyan]running[/]", f"{now - began:.0f}s"
-            elif t.reason is None and t.status is TaskStatus.SKIPPED:
-                state, spent = "[dim]waiting[/]", ""
-            else:
-                state = f"[{'green' if t.status.ok else 'red'}]{t.status.value}[/]"
-                spent = f"{t.duration_s:.1f}s" if t.duration_s is not None else ""
-            table.add_row(str(t.wave), t.id, state, spent)
-        self.table = table
-        self._live.update(table)
+        """The coordinator's observer: something changed, look now."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(INTERVAL)
+            self._wake.clear()
+            self.poll()
+
+    def poll(self) -> None:
+        """Read the journal and show what changed. Never raises."""
+        with self._lock:
+            try:
+                new = self._tail.read()
+                if not new:
+                    if self._live is not None and self.state is not None:
+                        self._live.update(frame(self.state, _now()))  # the running clocks
+                    return
+                for state, last in self._states(new):
+                    self._show(state, last)
+            except Exception:  # progress must never break a run
+                return
+
+    def _states(self, new: int) -> Iterator[tuple[RunState, dict[str, Any]]]:
+        events = self._tail.events
+        # Event by event, so a state that lasted less than one read is still shown.
+        ends = range(len(events) - new + 1, len(events) + 1)
+        if new > _STEP_EVENTS or self.live:
+            ends = range(len(events), len(events) + 1)
+        for end in ends:
+            try:
+                yield project(events[:end]), events[end - 1]
+            except BadEvent:
+                continue  # not planned yet, or an event this runner cannot read
+
+    def _show(self, state: RunState, last: dict[str, Any]) -> None:
+        self.state = state
+        if self._live is not None:
+            self._live.update(frame(state, _now()))
+            return
+        self._seen, lines = changes(self._seen, state, last)
+        for line in lines:
+            self.console.print(line, soft_wrap=True, highlight=False)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

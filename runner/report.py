@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from runner.core.results import RunResult, TaskStatus
+from runner.reports.facts import complete, verify_said
 
 _STYLE = {
     TaskStatus.MERGED: "green",
@@ -19,7 +20,22 @@ _STYLE = {
 }
 
 
+UNWRAPPED = 1_000_000
+"""Console width off a terminal: a line of a log or CI output is never wrapped or cut."""
+
+
+def unwrapped(console: Console) -> Console:
+    """Off a terminal, make the console never wrap (rich assumes 80 columns there)."""
+    if not console.file.isatty():
+        console.width = UNWRAPPED
+        console.soft_wrap = True
+    return console
+
+
 def write_result(result: RunResult) -> Path:
+    """Write result.json, first completing it from the run's journal (start times, every
+    verify with its log)."""
+    complete(result)
     path = Path(result.state_dir) / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.model_dump_json(indent=2) + "\n")
@@ -85,6 +101,7 @@ def _print_denials(result: RunResult, console: Console) -> None:
 
 
 def print_summary(result: RunResult, console: Console) -> None:
+    unwrapped(console)
     table = Table(title=f"run {result.run_id}: {result.status.value}", title_justify="left")
     for col in ("wave", "task", "status", "exit", "time", "cpu", "peak mem", "files", "reason"):
         table.add_column(col, overflow="fold")
@@ -103,7 +120,7 @@ def print_summary(result: RunResult, console: Console) -> None:
         )
     console.print(table)
     for w in result.waves:
-        console.print(f"wave {w.index}: verify {w.verify or 'not reached'}")
+        console.print(f"wave {w.index}: {escape(verify_said(w, result))}", soft_wrap=True)
     _print_denials(result, console)
     iso = result.isolation
     if iso is not None:

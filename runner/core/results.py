@@ -83,6 +83,8 @@ class TaskResult(_Doc):
     """How many times it was started (retries, resume); 0: never."""
     exit_code: int | None = None
     duration_s: float | None = None
+    started_at: str | None = None
+    """When its sandbox was asked for (ISO 8601, UTC; None: it never started)."""
     start_commit: str | None = None
     """The commit its clone started from (base, or the integration head of its wave)."""
     ref: str | None = None
@@ -104,6 +106,19 @@ class TaskResult(_Doc):
     """What the runner left out of its work and why (e.g. a refused RUNNER_OUT)."""
 
 
+class VerifyRun(_Doc):
+    """One run of the verify command: on the wave's merge, or on one task's alone."""
+
+    task: str | None = None
+    """The task verified alone (after the wave's verify went red), None for the whole wave."""
+    result: str
+    """green or red."""
+    log: str | None = None
+    started_at: str | None = None
+    """ISO 8601, UTC."""
+    duration_s: float | None = None
+
+
 class WaveResult(_Doc):
     index: int = Field(ge=1)
     """Wave number, from 1."""
@@ -116,6 +131,9 @@ class WaveResult(_Doc):
     verify_log: str | None = None
     isolated: list[str] = []
     """Tasks verified one at a time after the wave's verify went red (on_conflict: skip)."""
+    verify_runs: list[VerifyRun] = []
+    """Every verify of the wave in order, each with its log: the wave's merge first, then (after
+    a red one) each task alone. `verify` and `verify_log` say only the last."""
 
 
 class IsolationCheck(_Doc):
