@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from runner.core.results import (
@@ -20,6 +21,7 @@ from runner.core.results import (
     RunStatus,
     TaskResult,
     TaskStatus,
+    VerifyRun,
     WaveResult,
 )
 from runner.core.runstate import READY, BadEvent, Phase
@@ -45,6 +47,8 @@ class Replay:
     """wave -> (head, tasks) of its journaled merge."""
     ended_waves: dict[int, str | None] = field(default_factory=dict)
     """wave -> why the run stopped after it (on_conflict: stop), if it did."""
+    verifying: dict[tuple[int, str | None], str] = field(default_factory=dict)
+    """(wave, task alone) -> when its verify started."""
     plan_copy: str | None = None
     plan_hash: str | None = None
     resumes: int = 0
@@ -125,7 +129,7 @@ def _task_queued(r: Replay, ev: Event) -> None:
 
 def _task_started(r: Replay, ev: Event) -> None:
     t = _task(r, ev)
-    t.start_commit = ev["start"]
+    t.start_commit, t.started_at = ev["start"], ev["time"]
     t.attempts = r.attempt[t.id] = int(ev.get("attempt", 1))
     r.phase[t.id] = Phase.RUNNING
     r.ended.pop(t.id, None)
@@ -198,9 +202,27 @@ def _merged(r: Replay, ev: Event) -> None:
     r.merged_waves[ev["wave"]] = (ev["head"], list(ev["tasks"]))
 
 
+def _verify_started(r: Replay, ev: Event) -> None:
+    r.verifying[(ev["wave"], ev.get("task"))] = ev["time"]
+
+
 def _verify_ended(r: Replay, ev: Event) -> None:
     w = _wave(r, ev["wave"])
     w.verify, w.verify_log = ev["result"], ev.get("log")
+    began = r.verifying.pop((w.index, ev.get("task")), None)
+    took = _seconds(began, ev["time"])
+    run = VerifyRun(task=ev.get("task"), result=ev["result"], log=ev.get("log"), started_at=began)
+    w.verify_runs.append(run.model_copy(update={"duration_s": took}))
+
+
+def _seconds(start: str | None, end: str) -> float | None:
+    if start is None:
+        return None
+    try:
+        delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    except ValueError:
+        return None
+    return round(delta.total_seconds(), 3)
 
 
 def _wave_ended(r: Replay, ev: Event) -> None:
@@ -245,6 +267,7 @@ _APPLY = {
     "judged": _judged,
     "retrying": _retrying,
     "merged": _merged,
+    "verify_started": _verify_started,
     "verify_ended": _verify_ended,
     "wave_ended": _wave_ended,
     "resumed": _resumed,
