@@ -138,3 +138,10 @@ def print_summary(result: RunResult, console: Console) -> None:
     console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
     console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}", soft_wrap=True)
     console.print(f"result: {Path(result.state_dir) / 'result.json'}", soft_wrap=True)
+    from runner.runs import next_steps  # runs reads results: imported here, not at the top
+
+    steps = next_steps(result)
+    if steps:
+        console.print("next:")
+        for step in steps:
+            console.print(f"  {escape(step)}", soft_wrap=True, highlight=False)

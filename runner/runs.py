@@ -385,6 +385,11 @@ def next_steps(result: RunResult, cwd: Path | None = None) -> list[str]:
     merged = [t for t in result.tasks if t.status is TaskStatus.MERGED]
     if merged and result.integration_commit and result.integration_commit != result.base_commit:
         steps.append(f"runner apply {run}{repo}   # take the merged work into your branch")
+    if result.status in (RunStatus.INTERRUPTED, RunStatus.ERROR, RunStatus.RUNNING):
+        steps.append(f"runner resume {run}{repo}   # go on: judged tasks are not run again")
+    again = [shlex.quote(t.id) for t in result.tasks if t.status in _KEPT]
+    if again and result.status is RunStatus.PARTIAL:
+        steps.append(f"runner retry {run} {' '.join(again)}{repo}   # run them again here")
     for t in sorted(result.tasks, key=lambda t: t.wave):
         task = f"{run} {shlex.quote(t.id)}{repo}"
         if t.status is TaskStatus.SCOPE_VIOLATION:

@@ -170,6 +170,7 @@ def test_next_steps_name_the_commands_for_each_outcome() -> None:
     )
     assert next_steps(result, Path("/repo")) == [
         f"runner apply {RUN}   # take the merged work into your branch",
+        f"runner retry {RUN} crash slow   # run them again here",
         f"runner diff {RUN} wide   # review wide's work outside its scope",
         f"runner accept {RUN} wide   # then, if you want it after all",
         f"runner logs {RUN} crash   # crash ended failed",
@@ -183,7 +184,9 @@ def test_next_steps_name_the_repo_elsewhere_and_stay_short() -> None:
     many = [(f"t{i}", TaskStatus.FAILED, f"r/{i}") for i in range(6)]
     steps = next_steps(_result(*many), Path("/elsewhere"))
     assert len(steps) == 8
-    assert steps[0] == f"runner logs {RUN} t0 --repo /repo   # t0 ended failed"
-    assert steps[-1] == f"runner ps {RUN} --repo /repo   # and 5 more: every task"
+    retry = " ".join(f"t{i}" for i in range(6))
+    assert steps[0] == f"runner retry {RUN} {retry} --repo /repo   # run them again here"
+    assert steps[1] == f"runner logs {RUN} t0 --repo /repo   # t0 ended failed"
+    assert steps[-1] == f"runner ps {RUN} --repo /repo   # and 6 more: every task"
     nothing = _result(("same", TaskStatus.NO_CHANGES, None))
     assert next_steps(nothing, Path("/repo")) == []
