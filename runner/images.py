@@ -69,7 +69,11 @@ def build_images(
     on_base = [sandbox_dir / "Dockerfile", proxy_dir / "Dockerfile", proxy_dir / "runner-proxy"]
     for path in [*(base_dir / name for name in needed), *on_base]:
         if not path.is_file():
-            raise InputError(f"{path} is missing", hint="run from the root of a runner checkout")
+            raise InputError(
+                f"{path} is missing",
+                hint="RUNNER_IMAGES_DIR names a folder without the runner's recipes, or the "
+                "installed package is damaged (reinstall it)",
+            )
     replaced: list[Image] = []
     try:
         client.ping()

@@ -10,8 +10,9 @@ import docker.errors
 import pytest
 
 from runner.images import BASE_TAG, HASH_LABEL, PROXY_TAG, SANDBOX_TAG, ImageInfo, build_images
+from runner.settings import package_data
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+IMAGES_DIR = package_data("images")
 
 
 @pytest.fixture(scope="module")
