@@ -265,20 +265,43 @@ def images_build(
     from_registry: Annotated[
         bool, typer.Option(help="Base image FROM a registry instead of mmdebstrap.")
     ] = False,
+    dockerfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Build your own image from this Dockerfile (FROM runner/sandbox:1; its "
+            "folder is the build context) instead of the runner's.",
+            show_default=False,
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the image built --from (a plan's `image:`).", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Build the runner's images (base without any pull, then the sandbox image on it)."""
-    from runner.images import build_images
+    """Build the runner's images (base without any pull, then the sandbox image on it), or
+    with --from your project's image on top of them (nothing pulled)."""
+    from runner.images import build_images, build_user_image
     from runner.sandbox.docker import connect
 
+    if (dockerfile is None) != (tag is None):
+        raise InputError(
+            "--from and --tag go together", hint="runner images build --from Dockerfile --tag NAME"
+        )
+    if dockerfile is not None and from_registry:
+        raise InputError("--from-registry builds the runner's base; it does not go with --from")
     settings = Settings()
     client = connect(settings.docker_timeout)
-    for info in build_images(
-        client,
-        settings.images_dir,
-        force=force,
-        from_registry=from_registry,
-        progress=lambda m: err.print(m, highlight=False),
-    ):
+    say = lambda m: err.print(m, highlight=False)  # noqa: E731
+    if dockerfile is not None and tag is not None:
+        infos = [build_user_image(client, dockerfile, tag, force=force, progress=say)]
+    else:
+        infos = build_images(
+            client, settings.images_dir, force=force, from_registry=from_registry, progress=say
+        )
+    for info in infos:
         state = "built" if info.built else "up to date"
         print(f"{info.tag}: {state} ({info.id[:19]})")
 

@@ -9,8 +9,17 @@ import docker
 import docker.errors
 import pytest
 
-from runner.images import BASE_TAG, HASH_LABEL, PROXY_TAG, SANDBOX_TAG, ImageInfo, build_images
+from runner.images import (
+    BASE_TAG,
+    HASH_LABEL,
+    LABEL,
+    PROXY_TAG,
+    SANDBOX_TAG,
+    ImageInfo,
+    build_images,
+)
 from runner.settings import package_data
+from tests.integration.conftest import RunPlan, runner_cli
 
 IMAGES_DIR = package_data("images")
 
@@ -122,3 +131,75 @@ def test_proxy_has_squid_and_runs_as_its_account(
     # Without a config it refuses to start, saying what is missing.
     with pytest.raises(docker.errors.ContainerError, match="RUNNER_PROXY_CONF"):
         client.containers.run(PROXY_TAG, network_mode="none", remove=True, stderr=True)
+
+
+# --- Your own image (`runner images build --from`): the README's worked example, as written.
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+EXAMPLE_TAG = "runner-test/deps-example:1"
+
+
+def readme_block(language: str) -> str:
+    """The first ```language block of the README's "Your project's dependencies" section."""
+    section = README.read_text().split("## Your project's dependencies", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def example_image(
+    client: docker.DockerClient, built: list[ImageInfo], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("example") / "sandbox"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(readme_block("dockerfile"))
+    proc = runner_cli("images", "build", "--from", str(folder / "Dockerfile"), "--tag", EXAMPLE_TAG)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{EXAMPLE_TAG}: built (sha256:")
+    yield EXAMPLE_TAG
+    client.images.remove(EXAMPLE_TAG, force=True)
+
+
+def test_the_readme_example_image_runs_pytest_in_a_plan(
+    example_image: str, run_plan: RunPlan
+) -> None:
+    plan = readme_block("yaml").replace("myproject/sandbox:1", example_image)
+    files = {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+    }
+    run = run_plan(plan, files)
+
+    assert run.code == 0, run.stderr
+    assert run.task("tests")["status"] == "merged"
+    report = run.show(run.result["integration_commit"], "pytest.txt")
+    assert "1 passed" in report
+    # Labelled as a user's image: the runner never takes it for one of its own.
+    assert docker.from_env().images.get(example_image).labels[LABEL] == "user"
+
+
+def test_a_from_naming_an_absent_image_is_one_clear_error(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("# deps\nFROM runner/sandbox:1 AS deps\nFROM runner-test/absent:9\n")
+    proc = runner_cli("images", "build", "--from", str(dockerfile), "--tag", "runner-test/x:1")
+
+    assert proc.returncode == 2
+    assert f"{dockerfile}:3: FROM runner-test/absent:9: no such image" in proc.stderr
+    assert "nothing is pulled" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--tag", "runner-test/x:1"], "--from and --tag go together"),
+        (["--from", "Dockerfile"], "--from and --tag go together"),
+        (["--from", "Dockerfile", "--tag", SANDBOX_TAG], "one of the runner's own images"),
+        (["--from", "Dockerfile", "--tag", "Not A Name"], "not an image name"),
+        (["--from", "absent/Dockerfile", "--tag", "runner-test/x:1"], "no such file"),
+    ],
+)
+def test_build_from_refuses_bad_input(tmp_path: Path, args: list[str], said: str) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM runner/sandbox:1\n")
+    proc = runner_cli("images", "build", *args, cwd=tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr and "Traceback" not in proc.stderr
