@@ -72,6 +72,35 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runner")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from runner import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"runner {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """The options of `runner` itself (the app's help says what it does)."""
+
+
 PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git checkout to run on.")]
 
@@ -86,8 +115,7 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     prepared = preflight(load_plan(plan), repo, settings, os.environ)
     d = prepared.dispatch
     out = Console()
-    if prepared.runtime_asks:
-        _check_runtimes_if_reachable(prepared, settings, out)
+    _check_daemon_if_reachable(prepared, settings, out)
     out.print(
         f"plan {plan}: {len(prepared.doc.plan.tasks)} tasks in {len(d.waves)} waves, "
         f"base {prepared.doc.plan.base} = {prepared.base_commit[:12]}"
@@ -203,17 +231,36 @@ def _daemon_runtimes(client: Any) -> dict[str, Any]:
     return dict(client.info().get("Runtimes") or {})
 
 
-def _check_runtimes_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:
-    """`runner plan` starts nothing and works without a daemon: it checks runtimes when it can."""
+def _check_daemon_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:
+    """`runner plan` starts nothing and works without a daemon: it checks the runtimes and
+    images the plan asks for when it can, and says what it could not check."""
+    from runner.images import check_plan_images
     from runner.sandbox.docker import connect
 
     try:
         client = connect(settings.docker_timeout)
     except RunnerError:
-        asked = sorted({a.runtime for a in prepared.runtime_asks})
-        out.print(f"[yellow]not checked:[/] runtime {', '.join(asked)} (no Docker daemon)")
+        if prepared.runtime_asks:
+            asked = sorted({a.runtime for a in prepared.runtime_asks})
+            out.print(f"[yellow]not checked:[/] runtime {', '.join(asked)} (no Docker daemon)")
+        images = sorted(prepared.images)
+        said = f"image{'s' if len(images) > 1 else ''} {', '.join(images)}"
+        out.print(f"[yellow]not checked:[/] {said} (no Docker daemon)")
         return
     check_runtimes(prepared.doc, prepared.runtime_asks, _daemon_runtimes(client))
+    check_plan_images(
+        prepared.doc, _runner_images(prepared, settings), lambda i: _has_image(client, i)
+    )
+
+
+def _runner_images(prepared: Prepared, settings: Settings) -> list[str]:
+    """The runner's own images a run of this plan needs besides the plan's."""
+    from runner.images import PROXY_TAG
+
+    needed = [settings.collector_image]
+    if any(pol.network == "allowlist" for pol in prepared.policies.values()):
+        needed.append(PROXY_TAG)
+    return needed
 
 
 def _has_image(client: Any, name: str) -> bool:
@@ -340,5 +387,27 @@ def demo_cmd(
     raise typer.Exit(run_demo(keep, Settings()))
 
 
+COMPLETE_VAR = "_RUNNER_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+
+
+@app.command("completion")
+@guarded
+def completion_cmd(
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish.", show_default=False)],
+) -> None:
+    """Print the completion script of a shell (where to put it: the README, Install)."""
+    from typer._completion_shared import get_completion_script
+
+    if shell not in SHELLS:
+        raise InputError(f"no completion for shell {shell!r}", hint=f"one of {', '.join(SHELLS)}")
+    print(get_completion_script(prog_name="runner", complete_var=COMPLETE_VAR, shell=shell))
+
+
 def main() -> None:
-    app()
+    from typer._completion_classes import completion_init
+
+    # Typer's completion protocol (the scripts `runner completion` prints speak it); typer
+    # registers it only with its own --install-completion, which this app leaves out.
+    completion_init()
+    app(prog_name="runner")

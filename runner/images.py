@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,8 @@ import docker.errors
 import requests
 from docker.models.images import Image
 
-from runner.errors import InputError, SandboxError
+from runner.core.plan import PlanDoc
+from runner.errors import InputError, PlanError, SandboxError
 
 BASE_TAG = "runner/base:1"
 SANDBOX_TAG = "runner/sandbox:1"
@@ -335,3 +336,26 @@ def build_user_image(
             f"cannot reach Docker to build {tag}: {exc}",
             hint="is the Docker daemon running and reachable (`docker info`)?",
         ) from exc
+
+
+def check_plan_images(doc: PlanDoc, own: Iterable[str], present: Callable[[str], bool]) -> None:
+    """Raise PlanError naming, at its line, each image the plan names that the daemon does
+    not have (present: the daemon's answer), and each of the runner's own it needs (own)."""
+    plan = doc.plan
+    named = [(("image",), plan.image)] + [
+        (("tasks", i, "image"), t.image) for i, t in enumerate(plan.tasks) if t.image
+    ]
+    problems: dict[str, None] = {}  # a dict: one line per place, in plan order
+    for loc, image in named:
+        if not present(image):
+            problems[doc.problem(loc, f"image {image} is not on this Docker daemon")] = None
+    for image in own:
+        if image not in (i for _, i in named) and not present(image):
+            said = f"{doc.source}: the runner's image {image} is not on this Docker daemon"
+            problems[said] = None
+    if problems:
+        raise PlanError(
+            list(problems),
+            hint="`runner images build` makes the runner's images; "
+            "`runner images build --from DOCKERFILE --tag NAME` makes yours",
+        )

@@ -19,7 +19,7 @@ from runner.images import (
     build_images,
 )
 from runner.settings import package_data
-from tests.integration.conftest import RunPlan, runner_cli
+from tests.integration.conftest import RunPlan, make_repo, runner_cli
 
 IMAGES_DIR = package_data("images")
 
@@ -203,3 +203,78 @@ def test_build_from_refuses_bad_input(tmp_path: Path, args: list[str], said: str
 
     assert proc.returncode == 2, proc.stderr
     assert said in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- `runner plan` checks the images against the daemon, when there is one.
+
+ABSENT_PLAN = """\
+base: HEAD
+tasks:
+  - id: a
+    image: runner-test/absent:9
+    run: "true"
+"""
+
+
+def test_plan_names_an_image_the_daemon_lacks(tmp_path: Path, built: list[ImageInfo]) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(ABSENT_PLAN)
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path)
+
+    assert proc.returncode == 2
+    said = "plan.yaml:4: tasks[0](a).image: image runner-test/absent:9 is not on this Docker daemon"
+    assert said in proc.stderr and "runner images build --from" in proc.stderr
+
+
+def test_plan_without_a_daemon_says_the_images_were_not_checked(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(ABSENT_PLAN)
+    no_daemon = {"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path, env=no_daemon)
+
+    assert proc.returncode == 0, proc.stderr
+    assert f"not checked: images runner-test/absent:9, {SANDBOX_TAG} (no Docker daemon)" in (
+        proc.stdout
+    )
+
+
+# --- `--version` and shell completion (the scripts speak the protocol `runner` answers).
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    proc = runner_cli("--version")
+    assert (proc.returncode, proc.stdout) == (0, f"runner {version('runner')}\n")
+
+
+@pytest.mark.parametrize(
+    ("shell", "env", "expected"),
+    [
+        ("bash", {"COMP_WORDS": "runner ima", "COMP_CWORD": "1"}, "images"),
+        ("zsh", {"_TYPER_COMPLETE_ARGS": "runner images b"}, '"build"'),
+        (
+            "fish",
+            {
+                "_TYPER_COMPLETE_ARGS": "runner images build --fr",
+                "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+            },
+            "--from-registry",
+        ),
+    ],
+)
+def test_completion_script_and_its_answers(shell: str, env: dict[str, str], expected: str) -> None:
+    script = runner_cli("completion", shell)
+    assert script.returncode == 0, script.stderr
+    assert f"_RUNNER_COMPLETE=complete_{shell}" in script.stdout
+
+    # What the shell function asks `runner` when the user presses Tab.
+    answer = runner_cli(env={"_RUNNER_COMPLETE": f"complete_{shell}", **env})
+    assert answer.returncode == 0, answer.stderr
+    assert expected in answer.stdout
+
+
+def test_completion_of_an_unknown_shell_is_one_clear_error() -> None:
+    proc = runner_cli("completion", "tcsh")
+    assert proc.returncode == 2
+    assert "no completion for shell 'tcsh'" in proc.stderr and "bash, zsh, fish" in proc.stderr
