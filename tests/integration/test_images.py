@@ -81,6 +81,12 @@ def test_sandbox_has_git_and_python3(client: docker.DockerClient, built: list[Im
     assert run(client, "python3", "-c", "import sys; print(sys.version_info[0])") == "3"
 
 
+def test_sandbox_has_pip_and_venv(client: docker.DockerClient, built: list[ImageInfo]) -> None:
+    """A task installs its project's dependencies into a venv of its own (offline here)."""
+    script = "python3 -m venv /tmp/venv && /tmp/venv/bin/python -m pip --version"
+    assert run(client, "sh", "-c", script).startswith("pip ")
+
+
 def test_sandbox_user_owns_work_out_and_cache(
     client: docker.DockerClient, built: list[ImageInfo]
 ) -> None:
