@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.errors import InputError
 
+# The checkout, for tests; an installed runner has none, so no runtime path derives from it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
