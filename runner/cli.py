@@ -74,6 +74,35 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runner")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from runner import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"runner {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """The options of `runner` itself (the app's help says what it does)."""
+
+
 PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git checkout to run on.")]
 
@@ -88,8 +117,7 @@ def plan_cmd(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     prepared = preflight(load_plan(plan), repo, settings, os.environ)
     d = prepared.dispatch
     out = Console()
-    if prepared.runtime_asks:
-        _check_runtimes_if_reachable(prepared, settings, out)
+    _check_daemon_if_reachable(prepared, settings, out)
     out.print(
         f"plan {plan}: {len(prepared.doc.plan.tasks)} tasks in {len(d.waves)} waves, "
         f"base {prepared.doc.plan.base} = {prepared.base_commit[:12]}"
@@ -325,17 +353,36 @@ def _daemon_runtimes(client: Any) -> dict[str, Any]:
     return dict(client.info().get("Runtimes") or {})
 
 
-def _check_runtimes_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:
-    """`runner plan` starts nothing and works without a daemon: it checks runtimes when it can."""
+def _check_daemon_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:
+    """`runner plan` starts nothing and works without a daemon: it checks the runtimes and
+    images the plan asks for when it can, and says what it could not check."""
+    from runner.images import check_plan_images
     from runner.sandbox.docker import connect
 
     try:
         client = connect(settings.docker_timeout)
     except RunnerError:
-        asked = sorted({a.runtime for a in prepared.runtime_asks})
-        out.print(f"[yellow]not checked:[/] runtime {', '.join(asked)} (no Docker daemon)")
+        if prepared.runtime_asks:
+            asked = sorted({a.runtime for a in prepared.runtime_asks})
+            out.print(f"[yellow]not checked:[/] runtime {', '.join(asked)} (no Docker daemon)")
+        images = sorted(prepared.images)
+        said = f"image{'s' if len(images) > 1 else ''} {', '.join(images)}"
+        out.print(f"[yellow]not checked:[/] {said} (no Docker daemon)")
         return
     check_runtimes(prepared.doc, prepared.runtime_asks, _daemon_runtimes(client))
+    check_plan_images(
+        prepared.doc, _runner_images(prepared, settings), lambda i: _has_image(client, i)
+    )
+
+
+def _runner_images(prepared: Prepared, settings: Settings) -> list[str]:
+    """The runner's own images a run of this plan needs besides the plan's."""
+    from runner.images import PROXY_TAG
+
+    needed = [settings.collector_image]
+    if any(pol.network == "allowlist" for pol in prepared.policies.values()):
+        needed.append(PROXY_TAG)
+    return needed
 
 
 def _has_image(client: Any, name: str) -> bool:
@@ -432,20 +479,43 @@ def images_build(
     from_registry: Annotated[
         bool, typer.Option(help="Base image FROM a registry instead of mmdebstrap.")
     ] = False,
+    dockerfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Build your own image from this Dockerfile (FROM runner/sandbox:1; its "
+            "folder is the build context) instead of the runner's.",
+            show_default=False,
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the image built --from (a plan's `image:`).", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Build the runner's images (base without any pull, then the sandbox image on it)."""
-    from runner.images import build_images
+    """Build the runner's images (base without any pull, then the sandbox image on it), or
+    with --from your project's image on top of them (nothing pulled)."""
+    from runner.images import build_images, build_user_image
     from runner.sandbox.docker import connect
 
+    if (dockerfile is None) != (tag is None):
+        raise InputError(
+            "--from and --tag go together", hint="runner images build --from Dockerfile --tag NAME"
+        )
+    if dockerfile is not None and from_registry:
+        raise InputError("--from-registry builds the runner's base; it does not go with --from")
     settings = Settings()
     client = connect(settings.docker_timeout)
-    for info in build_images(
-        client,
-        settings.images_dir,
-        force=force,
-        from_registry=from_registry,
-        progress=lambda m: err.print(m, highlight=False),
-    ):
+    say = lambda m: err.print(m, highlight=False)  # noqa: E731
+    if dockerfile is not None and tag is not None:
+        infos = [build_user_image(client, dockerfile, tag, force=force, progress=say)]
+    else:
+        infos = build_images(
+            client, settings.images_dir, force=force, from_registry=from_registry, progress=say
+        )
+    for info in infos:
         state = "built" if info.built else "up to date"
         print(f"{info.tag}: {state} ({info.id[:19]})")
 
@@ -484,8 +554,30 @@ def demo_cmd(
     raise typer.Exit(run_demo(keep, Settings()))
 
 
+COMPLETE_VAR = "_RUNNER_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+
+
+@app.command("completion")
+@guarded
+def completion_cmd(
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish.", show_default=False)],
+) -> None:
+    """Print the completion script of a shell (where to put it: the README, Install)."""
+    from typer._completion_shared import get_completion_script
+
+    if shell not in SHELLS:
+        raise InputError(f"no completion for shell {shell!r}", hint=f"one of {', '.join(SHELLS)}")
+    print(get_completion_script(prog_name="runner", complete_var=COMPLETE_VAR, shell=shell))
+
+
 cli_runs.register(app)  # ps, logs, diff, show, apply, accept
 
 
 def main() -> None:
-    app()
+    from typer._completion_classes import completion_init
+
+    # Typer's completion protocol (the scripts `runner completion` prints speak it); typer
+    # registers it only with its own --install-completion, which this app leaves out.
+    completion_init()
+    app(prog_name="runner")

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,8 @@ import docker.errors
 import requests
 from docker.models.images import Image
 
-from runner.errors import InputError, SandboxError
+from runner.core.plan import PlanDoc
+from runner.errors import InputError, PlanError, SandboxError
 
 BASE_TAG = "runner/base:1"
 SANDBOX_TAG = "runner/sandbox:1"
@@ -69,7 +70,11 @@ def build_images(
     on_base = [sandbox_dir / "Dockerfile", proxy_dir / "Dockerfile", proxy_dir / "runner-proxy"]
     for path in [*(base_dir / name for name in needed), *on_base]:
         if not path.is_file():
-            raise InputError(f"{path} is missing", hint="run from the root of a runner checkout")
+            raise InputError(
+                f"{path} is missing",
+                hint="RUNNER_IMAGES_DIR names a folder without the runner's recipes, or the "
+                "installed package is damaged (reinstall it)",
+            )
     replaced: list[Image] = []
     try:
         client.ping()
@@ -217,19 +222,20 @@ def _docker_build(
     labels: dict[str, str],
     force: bool,
     progress: Callable[[str], None],
+    dockerfile: str = "Dockerfile",
 ) -> None:
     """`docker build` with the legacy builder; no pull of a FROM image that exists locally.
 
     force skips the build cache too, or a forced build would return the same cached layers.
     """
-    progress(f"building {tag} from {context / 'Dockerfile'}")
-    hint = f"the log above ends at the failing step of {context / 'Dockerfile'}"
+    progress(f"building {tag} from {context / dockerfile}")
+    hint = f"the log above ends at the failing step of {context / dockerfile}"
     if tag == BASE_TAG:  # only the registry path builds the base with a Dockerfile
         hint = "FROM debian:bookworm-slim needs a registry; without one, use mmdebstrap (default)"
     tail: deque[str] = deque(maxlen=_TAIL)
     chunks = client.api.build(
-        path=str(context), tag=tag, labels=labels, rm=True, forcerm=True, pull=False,
-        nocache=force, decode=True,
+        path=str(context), dockerfile=dockerfile, tag=tag, labels=labels, rm=True,
+        forcerm=True, pull=False, nocache=force, decode=True,
     )  # fmt: skip
     for chunk in chunks:
         if "error" in chunk:
@@ -243,3 +249,113 @@ def _docker_build(
                 tail.append(line)
             if line.startswith("Step "):  # the rest (apt-get's chatter) only if it fails
                 progress("  " + line)
+
+
+# A name Docker accepts for a local image: [host[:port]/]path[:tag], lower-case path.
+_NAME = re.compile(
+    r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+)
+
+
+def from_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, image) of each FROM of a Dockerfile that names an image: not a stage
+    of the same file, not `scratch`, not built from an ARG (Docker resolves those)."""
+    found: list[tuple[int, str]] = []
+    stages: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]  # --platform=...
+        if not args:
+            continue
+        image = args[0]
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stages.add(args[2].lower())
+        if image.lower() not in stages and image != "scratch" and "$" not in image:
+            found.append((number, image))
+    return found
+
+
+def build_user_image(
+    client: docker.DockerClient,
+    dockerfile: Path,
+    tag: str,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] = print,
+) -> ImageInfo:
+    """Build the user's image (their project's dependencies on top of runner/sandbox:1) from
+    their Dockerfile, its folder the build context. Offline: every FROM must name an image
+    this daemon already has; nothing is pulled. Docker's layer cache makes a rebuild cheap.
+    """
+    if not dockerfile.is_file():
+        raise InputError(f"{dockerfile}: no such file", hint="give the path of your Dockerfile")
+    if not _NAME.match(tag):
+        raise InputError(
+            f"--tag {tag!r} is not an image name Docker accepts",
+            hint="lower-case name with an optional :tag, e.g. myproject/sandbox:1",
+        )
+    if tag in (BASE_TAG, SANDBOX_TAG, PROXY_TAG):
+        raise InputError(
+            f"--tag {tag} is one of the runner's own images", hint="give your image its own name"
+        )
+    text = dockerfile.read_text(errors="replace")
+    bases = from_lines(text)
+    if not any(line.split()[:1] in (["FROM"], ["from"]) for line in text.splitlines()):
+        raise InputError(f"{dockerfile}: no FROM line", hint=f"start it with `FROM {SANDBOX_TAG}`")
+    try:
+        client.ping()
+        for number, image in bases:
+            try:
+                base = client.images.get(image)
+            except docker.errors.ImageNotFound:
+                raise InputError(
+                    f"{dockerfile}:{number}: FROM {image}: no such image on this Docker "
+                    "daemon (nothing is pulled)",
+                    hint=f"base it on {SANDBOX_TAG} (`runner images build` makes it), or "
+                    "build or load that image first",
+                ) from None
+            if LABEL not in base.labels:
+                progress(
+                    f"note: {image} is not one of the runner's images; tasks run in it as uid "
+                    "10001 in /work with a read-only root, as on "
+                    f"{SANDBOX_TAG}"
+                )
+        # Own label: never taken for one of the runner's images (those are runner.image=1).
+        context = dockerfile.resolve().parent
+        _docker_build(
+            client, context, tag, {LABEL: "user"}, force, progress, dockerfile.resolve().name
+        )
+        return ImageInfo(tag, str(client.images.get(tag).attrs["Id"]), built=True)
+    except docker.errors.APIError as exc:
+        raise SandboxError(f"Docker refused to build {tag}: {exc}") from exc
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise SandboxError(
+            f"cannot reach Docker to build {tag}: {exc}",
+            hint="is the Docker daemon running and reachable (`docker info`)?",
+        ) from exc
+
+
+def check_plan_images(doc: PlanDoc, own: Iterable[str], present: Callable[[str], bool]) -> None:
+    """Raise PlanError naming, at its line, each image the plan names that the daemon does
+    not have (present: the daemon's answer), and each of the runner's own it needs (own)."""
+    plan = doc.plan
+    named = [(("image",), plan.image)] + [
+        (("tasks", i, "image"), t.image) for i, t in enumerate(plan.tasks) if t.image
+    ]
+    problems: dict[str, None] = {}  # a dict: one line per place, in plan order
+    for loc, image in named:
+        if not present(image):
+            problems[doc.problem(loc, f"image {image} is not on this Docker daemon")] = None
+    for image in own:
+        if image not in (i for _, i in named) and not present(image):
+            said = f"{doc.source}: the runner's image {image} is not on this Docker daemon"
+            problems[said] = None
+    if problems:
+        raise PlanError(
+            list(problems),
+            hint="`runner images build` makes the runner's images; "
+            "`runner images build --from DOCKERFILE --tag NAME` makes yours",
+        )

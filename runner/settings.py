@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
@@ -9,7 +10,20 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.errors import InputError
+
+# The checkout, for tests; an installed runner has none, so no runtime path derives from it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def package_data(name: str) -> Path:
+    """A directory of the package's own data (runner/data/NAME; the checkout's top-level
+    images/ and policies/ are symlinks to them), so an installed wheel finds it anywhere."""
+    found = files("runner") / "data" / name
+    # A Docker build context and policy lookups need a real directory; pip installs unpacked.
+    if not isinstance(found, Path):
+        raise InputError(f"runner is installed zipped ({found})", hint="pip install it unpacked")
+    return found
 
 
 class Settings(BaseSettings):
@@ -20,10 +34,10 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     """Where runs keep logs, outputs and results; default: <repo>/.git/runner (never the
     working tree)."""
-    policies_dir: Path = PROJECT_ROOT / "policies"
-    """Where policy names (`policy: default`) are looked up."""
-    images_dir: Path = PROJECT_ROOT / "images"
-    """Dockerfiles of the runner's own images."""
+    policies_dir: Path = Field(default_factory=lambda: package_data("policies"))
+    """Where policy names (`policy: default`) are looked up; default: the package's own."""
+    images_dir: Path = Field(default_factory=lambda: package_data("images"))
+    """Dockerfiles of the runner's own images; default: the package's own."""
     collector_image: str = "runner/sandbox:1"
     """Image of the collector sandbox (needs git and sh); the runner's own by default."""
     docker_timeout: float = 120

@@ -9,9 +9,19 @@ import docker
 import docker.errors
 import pytest
 
-from runner.images import BASE_TAG, HASH_LABEL, PROXY_TAG, SANDBOX_TAG, ImageInfo, build_images
+from runner.images import (
+    BASE_TAG,
+    HASH_LABEL,
+    LABEL,
+    PROXY_TAG,
+    SANDBOX_TAG,
+    ImageInfo,
+    build_images,
+)
+from runner.settings import package_data
+from tests.integration.conftest import RunPlan, make_repo, runner_cli
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+IMAGES_DIR = package_data("images")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +81,12 @@ def test_sandbox_has_git_and_python3(client: docker.DockerClient, built: list[Im
     assert run(client, "python3", "-c", "import sys; print(sys.version_info[0])") == "3"
 
 
+def test_sandbox_has_pip_and_venv(client: docker.DockerClient, built: list[ImageInfo]) -> None:
+    """A task installs its project's dependencies into a venv of its own (offline here)."""
+    script = "python3 -m venv /tmp/venv && /tmp/venv/bin/python -m pip --version"
+    assert run(client, "sh", "-c", script).startswith("pip ")
+
+
 def test_sandbox_user_owns_work_out_and_cache(
     client: docker.DockerClient, built: list[ImageInfo]
 ) -> None:
@@ -121,3 +137,150 @@ def test_proxy_has_squid_and_runs_as_its_account(
     # Without a config it refuses to start, saying what is missing.
     with pytest.raises(docker.errors.ContainerError, match="RUNNER_PROXY_CONF"):
         client.containers.run(PROXY_TAG, network_mode="none", remove=True, stderr=True)
+
+
+# --- Your own image (`runner images build --from`): the README's worked example, as written.
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+EXAMPLE_TAG = "runner-test/deps-example:1"
+
+
+def readme_block(language: str) -> str:
+    """The first ```language block of the README's "Your project's dependencies" section."""
+    section = README.read_text().split("## Your project's dependencies", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def example_image(
+    client: docker.DockerClient, built: list[ImageInfo], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("example") / "sandbox"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(readme_block("dockerfile"))
+    proc = runner_cli("images", "build", "--from", str(folder / "Dockerfile"), "--tag", EXAMPLE_TAG)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{EXAMPLE_TAG}: built (sha256:")
+    yield EXAMPLE_TAG
+    client.images.remove(EXAMPLE_TAG, force=True)
+
+
+def test_the_readme_example_image_runs_pytest_in_a_plan(
+    example_image: str, run_plan: RunPlan
+) -> None:
+    plan = readme_block("yaml").replace("myproject/sandbox:1", example_image)
+    files = {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+    }
+    run = run_plan(plan, files)
+
+    assert run.code == 0, run.stderr
+    assert run.task("tests")["status"] == "merged"
+    report = run.show(run.result["integration_commit"], "pytest.txt")
+    assert "1 passed" in report
+    # Labelled as a user's image: the runner never takes it for one of its own.
+    assert docker.from_env().images.get(example_image).labels[LABEL] == "user"
+
+
+def test_a_from_naming_an_absent_image_is_one_clear_error(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("# deps\nFROM runner/sandbox:1 AS deps\nFROM runner-test/absent:9\n")
+    proc = runner_cli("images", "build", "--from", str(dockerfile), "--tag", "runner-test/x:1")
+
+    assert proc.returncode == 2
+    assert f"{dockerfile}:3: FROM runner-test/absent:9: no such image" in proc.stderr
+    assert "nothing is pulled" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--tag", "runner-test/x:1"], "--from and --tag go together"),
+        (["--from", "Dockerfile"], "--from and --tag go together"),
+        (["--from", "Dockerfile", "--tag", SANDBOX_TAG], "one of the runner's own images"),
+        (["--from", "Dockerfile", "--tag", "Not A Name"], "not an image name"),
+        (["--from", "absent/Dockerfile", "--tag", "runner-test/x:1"], "no such file"),
+    ],
+)
+def test_build_from_refuses_bad_input(tmp_path: Path, args: list[str], said: str) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM runner/sandbox:1\n")
+    proc = runner_cli("images", "build", *args, cwd=tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- `runner plan` checks the images against the daemon, when there is one.
+
+ABSENT_PLAN = """\
+base: HEAD
+tasks:
+  - id: a
+    image: runner-test/absent:9
+    run: "true"
+"""
+
+
+def test_plan_names_an_image_the_daemon_lacks(tmp_path: Path, built: list[ImageInfo]) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(ABSENT_PLAN)
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path)
+
+    assert proc.returncode == 2
+    said = "plan.yaml:4: tasks[0](a).image: image runner-test/absent:9 is not on this Docker daemon"
+    assert said in proc.stderr and "runner images build --from" in proc.stderr
+
+
+def test_plan_without_a_daemon_says_the_images_were_not_checked(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(ABSENT_PLAN)
+    no_daemon = {"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = runner_cli("plan", "plan.yaml", "--repo", str(repo), cwd=tmp_path, env=no_daemon)
+
+    assert proc.returncode == 0, proc.stderr
+    assert f"not checked: images runner-test/absent:9, {SANDBOX_TAG} (no Docker daemon)" in (
+        proc.stdout
+    )
+
+
+# --- `--version` and shell completion (the scripts speak the protocol `runner` answers).
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    proc = runner_cli("--version")
+    assert (proc.returncode, proc.stdout) == (0, f"runner {version('runner')}\n")
+
+
+@pytest.mark.parametrize(
+    ("shell", "env", "expected"),
+    [
+        ("bash", {"COMP_WORDS": "runner ima", "COMP_CWORD": "1"}, "images"),
+        ("zsh", {"_TYPER_COMPLETE_ARGS": "runner images b"}, '"build"'),
+        (
+            "fish",
+            {
+                "_TYPER_COMPLETE_ARGS": "runner images build --fr",
+                "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+            },
+            "--from-registry",
+        ),
+    ],
+)
+def test_completion_script_and_its_answers(shell: str, env: dict[str, str], expected: str) -> None:
+    script = runner_cli("completion", shell)
+    assert script.returncode == 0, script.stderr
+    assert f"_RUNNER_COMPLETE=complete_{shell}" in script.stdout
+
+    # What the shell function asks `runner` when the user presses Tab.
+    answer = runner_cli(env={"_RUNNER_COMPLETE": f"complete_{shell}", **env})
+    assert answer.returncode == 0, answer.stderr
+    assert expected in answer.stdout
+
+
+def test_completion_of_an_unknown_shell_is_one_clear_error() -> None:
+    proc = runner_cli("completion", "tcsh")
+    assert proc.returncode == 2
+    assert "no completion for shell 'tcsh'" in proc.stderr and "bash, zsh, fish" in proc.stderr

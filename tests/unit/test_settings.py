@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from runner.settings import PROJECT_ROOT, Settings
+from runner.settings import PROJECT_ROOT, Settings, package_data
 
 
 @pytest.fixture
@@ -23,13 +23,25 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.state_dir is None
-    assert s.policies_dir == PROJECT_ROOT / "policies"
+    assert s.policies_dir == package_data("policies")
     assert (s.policies_dir / "default.yaml").is_file()
-    assert s.images_dir == PROJECT_ROOT / "images"
+    assert s.images_dir == package_data("images")
+    assert (s.images_dir / "sandbox" / "Dockerfile").is_file()
     assert s.collector_image == "runner/sandbox:1"
     assert s.docker_timeout == 120
     assert s.keep_workspaces is False
     assert s.log_format == "auto"
+
+
+def test_package_data_is_inside_the_package_and_the_checkout_links_to_it() -> None:
+    # The wheel carries runner/data; the checkout's top-level dirs are where people edit it.
+    import runner
+
+    package = Path(runner.__file__).resolve().parent
+    for name in ("images", "policies"):
+        assert package_data(name).resolve() == package / "data" / name
+        assert (PROJECT_ROOT / name).is_symlink()
+        assert (PROJECT_ROOT / name).resolve() == package_data(name).resolve()
 
 
 def test_runner_prefix(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
