@@ -239,8 +239,12 @@ def connect(timeout: float = 120) -> docker.DockerClient:
     # No retry here: a daemon that is not running will not be by the next attempt, and the
     # user waits for the one line that says so.
     with translated("connecting to it", timeout):
-        client = docker.from_env(timeout=int(timeout))
-        client.ping()
+        client = docker.from_env(timeout=timeout)  # type: ignore[arg-type]
+        try:
+            client.ping()
+        except BaseException:
+            client.close()
+            raise
     return client
 
 
