@@ -238,7 +238,7 @@ def connect(timeout: float = 120) -> docker.DockerClient:
     """
     # No retry here: a daemon that is not running will not be by the next attempt, and the
     # user waits for the one line that says so.
-    with translated("connecting to it", timeout):
+    with translated("connecting", timeout):
         client = docker.from_env(timeout=timeout)  # type: ignore[arg-type]
         try:
             client.ping()
