@@ -113,3 +113,11 @@ def test_destroy_removes_the_sandbox_and_is_idempotent(
     backend.destroy(spec)
     assert leftovers(docker_client, spec.run_id) == []
     backend.destroy(spec)
+
+
+def test_missing_images_and_runtimes_come_from_the_engine(backend: SandboxBackend) -> None:
+    assert backend.missing_images(["runner/sandbox:1", "runner/no-such-image:0"]) == [
+        "runner/no-such-image:0"
+    ]
+    assert "runc" in backend.runtimes()
+    assert "runner/sandbox:1" in backend.required_images(egress=False)

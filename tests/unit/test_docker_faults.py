@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from runner.errors import InputError, SandboxError
+from runner.sandbox.base import SandboxBackend
 from runner.sandbox.docker import RETRIES, DockerBackend, connect
 from runner.sandbox.factory import BACKENDS, backend_class, make_backend
 from runner.settings import Settings
@@ -193,3 +194,19 @@ def test_the_factory_imports_a_backend_only_when_asked() -> None:
 def test_an_unknown_backend_is_an_input_error() -> None:
     with pytest.raises(InputError, match="unknown sandbox backend 'swarm'"):
         backend_class("swarm")
+
+
+def test_every_public_method_of_the_docker_backend_is_translated() -> None:
+    # A method added later without the translation would let docker's errors out.
+    plain = {"from_settings", "close", "required_images"}  # connect translates; no API call
+    public = {
+        name
+        for name, value in vars(DockerBackend).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, classmethod))
+    }
+    assert public - plain, "no methods found"
+    untranslated = {
+        n for n in public - plain if not hasattr(getattr(DockerBackend, n), "__wrapped__")
+    }
+    assert untranslated == set()
+    assert set(SandboxBackend.__abstractmethods__) <= public
