@@ -127,7 +127,7 @@ def runner_error(exc: BaseException, doing: str, timeout: float | None) -> Runne
     if cause is not None:
         why = cause.strerror or str(cause)
         return SandboxError(
-            f"the Docker daemon is not reachable at {daemon_address()} while {doing}: {why}; "
+            f"cannot reach the Docker daemon at {daemon_address()} while {doing}: {why}; "
             + START_HINT
         )
     if isinstance(exc, docker.errors.APIError):

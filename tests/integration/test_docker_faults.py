@@ -49,7 +49,7 @@ def test_no_daemon_is_one_line_and_exit_3(tmp_path: Path) -> None:
     code, err, _ = _run_against(tmp_path, host)
     assert code == 3, err
     assert len(err.strip().splitlines()) == 1, err
-    assert f"Docker daemon is not reachable at DOCKER_HOST={host}" in err
+    assert f"cannot reach the Docker daemon at DOCKER_HOST={host}" in err
     assert "sudo systemctl start docker" in err and "dockerd" in err
     assert "Traceback" not in err and "internal error" not in err
 

@@ -41,7 +41,10 @@ def test_no_daemon_is_one_line_naming_where_and_how_to_start_it(
     del caught  # its context holds docker-py's frames, and with them the socket
     gc.collect()
     assert "\n" not in said
-    assert "not reachable at DOCKER_HOST=unix:///tmp/runner-no-such-daemon.sock" in said
+    assert (
+        "cannot reach the Docker daemon at DOCKER_HOST=unix:///tmp/runner-no-such-daemon.sock"
+        in said
+    )
     assert "sudo systemctl start docker" in said and "dockerd" in said
 
 
