@@ -24,7 +24,7 @@ from docker.models.containers import Container
 from runner.core import egress as core
 from runner.core.policy import AllowRule
 from runner.core.results import Denial
-from runner.errors import InputError, SandboxError
+from runner.errors import SandboxError
 from runner.images import PROXY_TAG
 from runner.sandbox.base import Gateway
 from runner.sandbox.labels import labels_for
@@ -102,7 +102,7 @@ class EgressProxies:
         try:
             self.client.networks.get(name)
         except docker.errors.NotFound:
-            raise InputError(
+            raise SandboxError(
                 f"the egress network {name!r} does not exist",
                 hint="create it, or unset RUNNER_EGRESS_NETWORK (a run then makes its own)",
             ) from None
