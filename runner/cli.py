@@ -22,7 +22,7 @@ from runner import cli_runs
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
-from runner.errors import InputError, RunnerError, Terminated
+from runner.errors import InputError, RunnerError, SandboxError, Terminated
 from runner.runtimes import check_runtimes
 from runner.settings import Settings
 
@@ -292,7 +292,7 @@ def execute(
     from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result
-    from runner.sandbox.docker import DockerBackend, connect
+    from runner.sandbox.factory import make_backend
 
     replay, again = None, list[str]()
     if resume is not None:
@@ -302,25 +302,15 @@ def execute(
     else:
         assert plan is not None
         prepared = preflight(load_plan(plan), repo, settings, os.environ)
-    client = connect(settings.docker_timeout)
-    needed = prepared.images | {settings.collector_image}
-    if any(pol.network == "allowlist" for pol in prepared.policies.values()):
-        from runner.images import PROXY_TAG
-
-        needed.add(PROXY_TAG)
-    missing = sorted(i for i in needed if not _has_image(client, i))
+    backend = make_backend(settings)
+    egress = any(pol.network == "allowlist" for pol in prepared.policies.values())
+    missing = backend.missing_images(prepared.images | backend.required_images(egress=egress))
     if missing:
         raise InputError(
             f"image(s) not found: {', '.join(missing)}",
             hint="build the runner's images with `runner images build` (a plan may name yours)",
         )
-    check_runtimes(prepared.doc, prepared.runtime_asks, _daemon_runtimes(client))
-    backend = DockerBackend(
-        client,
-        settings.collector_image,
-        egress_network=settings.egress_network,
-        egress_dns=settings.egress_dns,
-    )
+    check_runtimes(prepared.doc, prepared.runtime_asks, backend.runtimes())
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(
@@ -349,19 +339,15 @@ def execute(
     return result
 
 
-def _daemon_runtimes(client: Any) -> dict[str, Any]:
-    return dict(client.info().get("Runtimes") or {})
-
-
 def _check_daemon_if_reachable(prepared: Prepared, settings: Settings, out: Console) -> None:
     """`runner plan` starts nothing and works without a daemon: it checks the runtimes and
     images the plan asks for when it can, and says what it could not check."""
     from runner.images import check_plan_images
-    from runner.sandbox.docker import connect
+    from runner.sandbox.factory import make_backend
 
     try:
-        client = connect(settings.docker_timeout)
-    except RunnerError:
+        backend = make_backend(settings)
+    except SandboxError:
         if prepared.runtime_asks:
             asked = sorted({a.runtime for a in prepared.runtime_asks})
             out.print(f"[yellow]not checked:[/] runtime {', '.join(asked)} (no Docker daemon)")
@@ -369,30 +355,14 @@ def _check_daemon_if_reachable(prepared: Prepared, settings: Settings, out: Cons
         said = f"image{'s' if len(images) > 1 else ''} {', '.join(images)}"
         out.print(f"[yellow]not checked:[/] {said} (no Docker daemon)")
         return
-    check_runtimes(prepared.doc, prepared.runtime_asks, _daemon_runtimes(client))
-    check_plan_images(
-        prepared.doc, _runner_images(prepared, settings), lambda i: _has_image(client, i)
-    )
-
-
-def _runner_images(prepared: Prepared, settings: Settings) -> list[str]:
-    """The runner's own images a run of this plan needs besides the plan's."""
-    from runner.images import PROXY_TAG
-
-    needed = [settings.collector_image]
-    if any(pol.network == "allowlist" for pol in prepared.policies.values()):
-        needed.append(PROXY_TAG)
-    return needed
-
-
-def _has_image(client: Any, name: str) -> bool:
-    import docker.errors
-
     try:
-        client.images.get(name)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
+        check_runtimes(prepared.doc, prepared.runtime_asks, backend.runtimes())
+        egress = any(pol.network == "allowlist" for pol in prepared.policies.values())
+        own = backend.required_images(egress=egress)
+        missing = set(backend.missing_images(prepared.images | own))
+        check_plan_images(prepared.doc, sorted(own), lambda i: i not in missing)
+    finally:
+        backend.close()
 
 
 @app.command("status")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from runner.core.policy import AllowRule, Policy
 from runner.core.results import Denial
 from runner.errors import SandboxError
+
+if TYPE_CHECKING:
+    from runner.settings import Settings
 
 Role = Literal["task", "verify", "collect"]
 
@@ -99,7 +102,39 @@ class Collected:
 
 
 class SandboxBackend(abc.ABC):
-    """Runs scripts in isolated sandboxes and brings their work home."""
+    """Runs scripts in isolated sandboxes and brings their work home.
+
+    Every method raises only the runner's own errors (SandboxError, InputError): whatever the
+    engine's client raises is translated inside the backend.
+    """
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """A backend connected to its engine (runner.sandbox.factory picks the class).
+
+        Raises:
+            SandboxError: the engine is not reachable or does not answer (the message says
+                where it was looked for and how to start it).
+        """
+
+    # -- before a run ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def required_images(self, *, egress: bool) -> set[str]:
+        """Images of the backend's own sandboxes (collector; egress proxy when `egress`)."""
+
+    @abc.abstractmethod
+    def missing_images(self, names: Iterable[str]) -> list[str]:
+        """Which of these images the engine does not have (sorted)."""
+
+    @abc.abstractmethod
+    def runtimes(self) -> dict[str, dict[str, Any]]:
+        """The OCI runtimes the engine can run sandboxes under: name -> its settings
+        (`docker info`'s Runtimes: {"path": ..., "runtimeArgs": [...]})."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Let go of the connection to the engine."""
 
     @abc.abstractmethod
     def execute(self, spec: SandboxSpec) -> Execution:
@@ -159,3 +194,12 @@ class SandboxBackend(abc.ABC):
 
         Returns the number of objects removed.
         """
+
+    @abc.abstractmethod
+    def runs(self) -> set[str]:
+        """Ids of every run that has sandboxes or networks, alive or not."""
+
+    @abc.abstractmethod
+    def remove_caches(self, repo_key: str | None = None) -> int:
+        """Remove cache volumes: of one repo (by its key), or all of them. Volumes in use
+        are kept. Returns the number removed."""

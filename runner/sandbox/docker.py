@@ -1,4 +1,10 @@
-"""DockerBackend: the only module that imports docker. Sandboxes are hardened containers."""
+"""DockerBackend: the only module that imports docker. Sandboxes are hardened containers.
+
+Every public method of DockerBackend goes through one translation (`_docker_op`): whatever
+docker-py, requests or urllib3 raise becomes a SandboxError naming what was being done (or an
+InputError for the user's own mistakes, such as a missing image). Nothing above this module
+handles Docker's exceptions.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +15,206 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import wraps
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import docker
 import docker.errors
 import requests.exceptions
 import structlog
+import urllib3.exceptions
 from docker.models.containers import Container
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from runner.core.policy import AllowRule
 from runner.core.results import Denial
 from runner.core.secrets import Masker
-from runner.errors import SandboxError
+from runner.errors import InputError, RunnerError, SandboxError
 from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
 from runner.sandbox.base import Collected, Execution, Gateway, SandboxBackend, SandboxSpec
 from runner.sandbox.disk import DiskGuard
 from runner.sandbox.egress import EgressProxies
 from runner.sandbox.logpump import METRICS_MARK, LogPump
-from runner.sandbox.options import BUNDLE, OUT, container_options
+from runner.sandbox.options import BUNDLE, OUT, container_name, container_options
+
+if TYPE_CHECKING:
+    from runner.settings import Settings
 
 log = structlog.get_logger()
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+START_HINT = (
+    "start it with `sudo systemctl start docker` (or run `dockerd`), "
+    "or set DOCKER_HOST to a daemon that runs"
+)
+IMAGE_HINT = "build the runner's images with `runner images build` (a plan may name yours)"
 
 
+# -- the one translation of Docker's errors ----------------------------------------------------
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """exc and what it wraps: causes, contexts, and the exceptions urllib3 and requests keep
+    in their args (a timeout inside a ConnectionError inside a DockerException...)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        inner = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+        todo.extend(x for x in inner if isinstance(x, BaseException))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    timeouts = (
+        requests.exceptions.ReadTimeout,
+        urllib3.exceptions.ReadTimeoutError,
+        TimeoutError,  # socket.timeout: a raw socket read (attach) that got no answer
+    )
+    return any(isinstance(e, timeouts) for e in _chain(exc))
+
+
+def _unreachable(exc: BaseException) -> OSError | None:
+    """The OSError that kept us from the daemon (no socket, refused, reset), if that is it."""
+    links = (
+        requests.exceptions.ConnectionError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.NewConnectionError,
+        ConnectionError,
+        FileNotFoundError,
+    )
+    chain = list(_chain(exc))
+    if not any(isinstance(e, links) for e in chain):
+        return None
+    found = [e for e in chain if isinstance(e, OSError) and e.strerror]
+    return found[-1] if found else OSError(str(exc))
+
+
+def daemon_address() -> str:
+    """Where the client looks for the daemon, as the user would set it."""
+    host = os.environ.get("DOCKER_HOST")
+    return f"DOCKER_HOST={host}" if host else f"{DEFAULT_SOCKET} (DOCKER_HOST unset)"
+
+
+def runner_error(exc: BaseException, doing: str, timeout: float | None) -> RunnerError:
+    """The runner's own error for a Docker fault met while `doing` (a phrase: "creating ...")."""
+    if isinstance(exc, RunnerError):
+        return exc
+    if _timed_out(exc):
+        within = f" within {timeout:g} s" if timeout else ""
+        return SandboxError(
+            f"the Docker daemon did not answer{within} while {doing} ({daemon_address()}); "
+            "if it hangs, restart it (`sudo systemctl restart docker`), or raise "
+            "RUNNER_DOCKER_TIMEOUT if it is only slow"
+        )
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return InputError(f"{_explained(exc)} (while {doing})", hint=IMAGE_HINT)
+    cause = _unreachable(exc)
+    if cause is not None:
+        why = cause.strerror or str(cause)
+        return SandboxError(
+            f"cannot reach the Docker daemon at {daemon_address()} while {doing}: {why}; "
+            + START_HINT
+        )
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 0
+        if status == 400:  # the daemon refused what it was asked: the plan's or policy's doing
+            return InputError(f"the Docker daemon refused {doing}: {_explained(exc)}")
+        if status >= 500:
+            return SandboxError(f"the Docker daemon failed while {doing}: {_explained(exc)}")
+        return SandboxError(f"Docker said no while {doing}: {_explained(exc)} ({status})")
+    return SandboxError(f"Docker failed while {doing}: {exc}")
+
+
+def _explained(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc).strip()
+
+
+_DOCKER_FAULTS = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@contextlib.contextmanager
+def translated(doing: str, timeout: float | None) -> Iterator[None]:
+    """Docker's errors inside become the runner's own (RunnerError passes through as is)."""
+    try:
+        yield
+    except _DOCKER_FAULTS as exc:
+        raise runner_error(exc, doing, timeout) from None
+
+
+def _docker_op(doing: str | Callable[..., str]) -> Callable[[F], F]:
+    """A public method of the backend: its Docker errors translated. `doing` is a phrase, or
+    a function of the method's arguments (self first) making one."""
+
+    def deco(fn: F) -> F:
+        @wraps(fn)
+        def wrapper(self: DockerBackend, *args: Any, **kwargs: Any) -> Any:
+            what = doing(self, *args, **kwargs) if callable(doing) else doing
+            with translated(what, self.timeout):
+                return fn(self, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+# -- retries of transient faults -------------------------------------------------------------
 def _transient(exc: BaseException) -> bool:
     # Observed on busy hosts: the daemon answers 5xx or drops the connection under load.
-    # 404 (missing) and 409 (conflict) are answers, not faults: never retried.
+    # Answers are not faults: 4xx (400 refused, 404 missing, 409 conflict) is never retried.
+    # Nor is a timeout: a hung daemon would only be waited for again.
+    if _timed_out(exc):
+        return False
     if isinstance(exc, requests.exceptions.ConnectionError):
         return True
     if isinstance(exc, docker.errors.APIError) and exc.status_code is not None:
-        return exc.status_code >= 500 and "no such" not in str(exc).lower()
+        text = str(exc).lower()
+        # "no such ..." and a runtime that cannot start the process come as 500 too: answers.
+        return exc.status_code >= 500 and "no such" not in text and "oci runtime" not in text
     return False
 
 
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    fn = state.args[0] if state.args else None
+    log.warning(
+        "docker API call failed; retrying",
+        call=getattr(fn, "__qualname__", repr(fn)),
+        attempt=state.attempt_number,
+        wait_s=round(state.next_action.sleep, 2) if state.next_action else None,
+        error=str(exc)[:300],
+    )
+
+
+RETRIES = 4
+"""Attempts of one API call (bounded: about 4 s of backoff in all)."""
+
 _retry = retry(
     retry=retry_if_exception(_transient),
-    stop=stop_after_attempt(3),
-    wait=wait_exponential(multiplier=0.5, max=4),
+    stop=stop_after_attempt(RETRIES),
+    # Jitter: workers that failed together do not all come back at the same instant.
+    wait=wait_exponential(multiplier=0.5, max=4) + wait_random(0, 0.5),
+    before_sleep=_log_retry,
     reraise=True,
 )
 
@@ -67,20 +231,29 @@ def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def connect(timeout: float = 120) -> docker.DockerClient:
-    """A client with a timeout on every call. Raises SandboxError if the daemon is unreachable."""
-    try:
-        client = docker.from_env(timeout=int(timeout))
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise SandboxError(
-            f"cannot reach the Docker daemon: {exc}",
-            hint="start Docker (is /var/run/docker.sock there?) or set DOCKER_HOST",
-        ) from None
+    """A client with a timeout on every call.
+
+    Raises:
+        SandboxError: the daemon is not there, or does not answer within `timeout`.
+    """
+    # No retry here: a daemon that is not running will not be by the next attempt, and the
+    # user waits for the one line that says so.
+    with translated("connecting", timeout):
+        client = docker.from_env(timeout=timeout)  # type: ignore[arg-type]
+        try:
+            client.ping()
+        except BaseException:
+            client.close()
+            raise
     return client
 
 
 def script_text(name: str) -> str:
     return (resources.files("runner.sandbox") / "scripts" / name).read_text(encoding="utf-8")
+
+
+def _sandbox(self: DockerBackend, spec: SandboxSpec, *_: Any) -> str:
+    return f"running sandbox {container_name(spec)}"
 
 
 class DockerBackend(SandboxBackend):
@@ -97,8 +270,45 @@ class DockerBackend(SandboxBackend):
         # The collector uses the runner's own image: it has git even when a task's image has not.
         self.collector_image = collector_image
         self.egress = EgressProxies(client, proxy_image, egress_network, egress_dns)
+        timeout = getattr(client.api, "timeout", None)
+        self.timeout: float | None = float(timeout) if timeout else None
+        """Seconds one API call may take (the client's); named in a hung daemon's error."""
+        self._killed_runs: set[str] = set()
+        """Runs whose sandboxes this backend killed (kill()): their ends are not lost."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            connect(settings.docker_timeout),
+            settings.collector_image,
+            egress_network=settings.egress_network,
+            egress_dns=settings.egress_dns,
+        )
+
+    # -- before a run ----------------------------------------------------------------------
+    def required_images(self, *, egress: bool) -> set[str]:
+        return {self.collector_image} | ({self.egress.image} if egress else set())
+
+    @_docker_op("looking up images")
+    def missing_images(self, names: Iterable[str]) -> list[str]:
+        missing = []
+        for name in sorted(set(names)):
+            try:
+                _call(self.client.images.get, name)
+            except docker.errors.ImageNotFound:
+                missing.append(name)
+        return missing
+
+    @_docker_op("reading the daemon's runtimes")
+    def runtimes(self) -> dict[str, dict[str, Any]]:
+        info: dict[str, Any] = _call(self.client.info)
+        return dict(info.get("Runtimes") or {})
+
+    def close(self) -> None:
+        self.client.close()
 
     # -- execute ---------------------------------------------------------------------------
+    @_docker_op(_sandbox)
     def execute(self, spec: SandboxSpec) -> Execution:
         self._prepare_state(spec)
         self._ensure_cache(spec)
@@ -112,7 +322,7 @@ class DockerBackend(SandboxBackend):
             )
         pump = LogPump(log_path, spec.policy.max_log, masker=masker)
         timed_out, stats, address, lost = False, None, None, None
-        started = time.monotonic()
+        started, since = time.monotonic(), time.time()
         guard = DiskGuard(disk_paths, spec.policy.disk, lambda: _kill(container))
         try:
             # Attached before the start, so the stream carries every byte from the first.
@@ -120,7 +330,7 @@ class DockerBackend(SandboxBackend):
             # Started before the container: what is there already (the checkout, a warm cache)
             # is the base; only what the task adds counts against the policy's `disk`.
             guard.start()
-            started = time.monotonic()
+            started, since = time.monotonic(), time.time()
             _call(container.start)
             if spec.proxy and spec.network:  # the client address its proxy logs
                 address = _address(container, spec.network)
@@ -128,26 +338,33 @@ class DockerBackend(SandboxBackend):
             reader.start()
             try:
                 code: int | None = int(container.wait(timeout=spec.timeout)["StatusCode"])
-            except requests.exceptions.RequestException:  # the read timed out: the task did
-                timed_out = True
+            except requests.exceptions.RequestException as exc:
+                if not _timed_out(exc):
+                    raise  # the daemon went away, not the task's time
+                timed_out = True  # the read timed out: the task did
                 stats = self._sample_stats(container)
-                with contextlib.suppress(docker.errors.APIError):
-                    container.kill()
+                _kill(container)
                 code = int(container.wait(timeout=60)["StatusCode"])
             duration = time.monotonic() - started
             guard.stop()
             reader.join(timeout=30)
             _call(container.reload)
             oom = bool(container.attrs["State"].get("OOMKilled"))
+            ours = oom or timed_out or guard.exceeded or spec.run_id in self._killed_runs
             if code == 137 and not (oom or timed_out) and _being_removed(container):
                 raise docker.errors.NotFound("removed while it ran")
+            if code is not None and code > 128 and not ours:
+                signal = self._killed_from_outside(container, since)
+                if signal is not None:
+                    lost = (
+                        f"its sandbox {container.name} was killed from outside "
+                        f"(signal {signal}) while it ran"
+                    )
         except docker.errors.NotFound:
             # Removed from outside while it ran: the task's result, not the runner's fault.
             # Its workspace is still on the host, so its work can still be collected.
             lost = f"its sandbox {container.name} was removed from outside while it ran"
             code, oom, duration = None, False, time.monotonic() - started
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise SandboxError(f"sandbox {container.name} failed: {exc}") from None
         finally:
             guard.stop()
         cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
@@ -157,6 +374,25 @@ class DockerBackend(SandboxBackend):
             code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source,
             disk_exceeded=guard.exceeded, disk_added=guard.added, address=address, lost=lost,
         )  # fmt: skip
+
+    def _killed_from_outside(self, container: Container, since: float) -> str | None:
+        """The signal of a kill someone else sent it through the daemon (`docker kill`,
+        `docker stop`), if any. A task that kills itself leaves no such event; the runner's
+        own kills (timeout, disk guard, interrupt) are known before this is asked."""
+        events = _call(
+            self.client.events,
+            since=int(since) - 1,
+            until=int(time.time()) + 1,
+            filters={"container": container.id, "event": "kill"},
+            decode=True,
+        )
+        try:
+            for event in events:
+                attrs = (cast(dict[str, Any], event).get("Actor") or {}).get("Attributes") or {}
+                return str(attrs.get("signal") or "?")
+        finally:
+            events.close()
+        return None
 
     def _disk_paths(self, spec: SandboxSpec) -> list[Path]:
         """The host side of what a task can write: /work, /out and its cache volume."""
@@ -168,15 +404,8 @@ class DockerBackend(SandboxBackend):
 
     def _create(self, spec: SandboxSpec) -> Container:
         opts = container_options(spec)
-        try:
+        with translated(f"creating sandbox {opts['name']}", self.timeout):
             return _call(self.client.containers.create, **opts)
-        except docker.errors.ImageNotFound:
-            raise SandboxError(
-                f"image {opts['image']!r} not found",
-                hint="build the runner's images with `runner images build`, or build yours",
-            ) from None
-        except docker.errors.APIError as exc:
-            raise SandboxError(f"cannot create sandbox {opts['name']}: {exc.explanation}") from None
 
     def _prepare_state(self, spec: SandboxSpec) -> None:
         control = spec.state / "control"
@@ -193,7 +422,7 @@ class DockerBackend(SandboxBackend):
         if not spec.cache_volume:
             return
         try:
-            self.client.volumes.get(spec.cache_volume)
+            _call(self.client.volumes.get, spec.cache_volume)
         except docker.errors.NotFound:
             _call(self.client.volumes.create, name=spec.cache_volume, labels=spec.cache_labels)
 
@@ -204,10 +433,11 @@ class DockerBackend(SandboxBackend):
             cpu = s["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
             mem = s["memory_stats"].get("max_usage") or s["memory_stats"].get("usage")
             return round(cpu, 3), mem, "docker_stats"
-        except (docker.errors.DockerException, KeyError, TypeError):
-            return None
+        except (*_DOCKER_FAULTS, KeyError, TypeError):
+            return None  # only a fallback for the metrics: the kill that follows matters
 
     # -- collect ---------------------------------------------------------------------------
+    @_docker_op(lambda self, spec: f"collecting task {spec.task_id}")
     def collect(self, spec: SandboxSpec) -> Collected:
         cspec = _as_collector(spec, self.collector_image)
         self._prepare_state(cspec)
@@ -215,9 +445,18 @@ class DockerBackend(SandboxBackend):
         notes: list[str] = []
         try:
             _call(container.start)
-            code = int(container.wait(timeout=300)["StatusCode"])
+            try:
+                code = int(container.wait(timeout=cspec.timeout)["StatusCode"])
+            except requests.exceptions.RequestException as exc:
+                if not _timed_out(exc):
+                    raise
+                raise SandboxError(
+                    f"collecting task {spec.task_id}: the collector did not finish within "
+                    f"{cspec.timeout:g} s; the workspace is kept at {spec.workspace}"
+                ) from None
             # Bounded: the collector's output quotes the task's file names.
-            logs = container.logs(tail=200).decode("utf-8", "replace")[-64 * 1024 :]
+            raw = cast(bytes, _call(container.logs, tail=200))
+            logs = raw.decode("utf-8", "replace")[-64 * 1024 :]
             (spec.state / "collect.log").write_text(logs)
             out_dir: Path | None = spec.state / "report"
             try:
@@ -231,11 +470,10 @@ class DockerBackend(SandboxBackend):
                 _extract(container, f"{BUNDLE}/out", dest, spec.policy.max_bundle, "bundle")
             except _TooLarge as exc:
                 return Collected(None, None, out_dir, str(exc), notes)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise SandboxError(f"collecting task {spec.task_id} failed: {exc}") from None
         finally:
-            with contextlib.suppress(docker.errors.DockerException):
-                container.remove(force=True)
+            # Best effort: destroy() and the run's cleanup remove it too.
+            with contextlib.suppress(*_DOCKER_FAULTS):
+                _call(container.remove, force=True)
         head = _read_small(dest / "out" / "head")
         ignored = _read_small(dest / "out" / "ignored")
         if ignored.isdigit() and int(ignored):
@@ -250,17 +488,19 @@ class DockerBackend(SandboxBackend):
         )
 
     # -- teardown --------------------------------------------------------------------------
+    @_docker_op(lambda self, spec: f"removing the sandboxes of task {spec.task_id}")
     def destroy(self, spec: SandboxSpec) -> None:
         # A verify sandbox and a task may share a name (a task called `wave-1`): the role
         # tells them apart. A task's sandbox goes with its collector.
         roles = {"task", "collect"} if spec.role in ("task", "collect") else {str(spec.role)}
         self._remove_containers([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"], roles)
 
+    @_docker_op(lambda self, run_id: f"stopping the sandboxes of run {run_id}")
     def kill(self, run_id: str) -> int:
+        self._killed_runs.add(run_id)  # before the kills: their ends are the runner's doing
         running = self._list([f"{L.RUN}={run_id}"], all=False)
         for c in running:
-            with contextlib.suppress(docker.errors.APIError):
-                c.kill()
+            _kill(c)
         return len(running)
 
     def _list(self, labels: list[str], *, all: bool = True) -> list[Container]:
@@ -268,6 +508,7 @@ class DockerBackend(SandboxBackend):
         # is not a 404 here (seen with runs started next to each other).
         return _call(self.client.containers.list, all=all, sparse=True, filters={"label": labels})
 
+    @_docker_op(lambda self, run_id: f"creating the network of run {run_id}")
     def create_network(self, run_id: str) -> str:
         name = f"runner-{run_id}"
         _call(
@@ -278,12 +519,21 @@ class DockerBackend(SandboxBackend):
         )
         return name
 
+    @_docker_op(lambda self, run_id, *_: f"starting the egress proxy of run {run_id}")
     def gateway(self, run_id: str, allow: Sequence[AllowRule]) -> Gateway:
         return self.egress.gateway(run_id, allow)
 
+    @_docker_op(lambda self, gateway, *_: f"reading the log of egress proxy {gateway.container}")
     def denials(self, gateway: Gateway, address: str, since: float, until: float) -> list[Denial]:
         return self.egress.denials(gateway, address, since, until)
 
+    @_docker_op(
+        lambda self, run_id=None: (
+            f"removing the containers and networks of run {run_id}"
+            if run_id
+            else "looking for what dead runs left"
+        )
+    )
     def cleanup(self, run_id: str | None = None) -> int:
         if run_id is not None:
             n = self._remove_containers([f"{L.RUN}={run_id}"])
@@ -294,17 +544,19 @@ class DockerBackend(SandboxBackend):
             if not L.owner_alive(c.attrs["Labels"])
         } | {
             n.attrs["Labels"][L.RUN]
-            for n in self.client.networks.list(filters={"label": L.RUN})
+            for n in self._networks(L.RUN)
             if not L.owner_alive(n.attrs["Labels"])
         }
         return sum(self.cleanup(r) for r in sorted(dead))
 
+    @_docker_op("listing the runs' containers and networks")
     def runs(self) -> set[str]:
         """Ids of every run that has containers or networks, alive or not."""
         found = {c.attrs["Labels"][L.RUN] for c in self._list([L.RUN])}
-        return found | {
-            n.attrs["Labels"][L.RUN] for n in self.client.networks.list(filters={"label": L.RUN})
-        }
+        return found | {n.attrs["Labels"][L.RUN] for n in self._networks(L.RUN)}
+
+    def _networks(self, label: str | list[str]) -> list[Any]:
+        return _call(self.client.networks.list, filters={"label": label})
 
     def _remove_containers(self, filters: list[str], roles: set[str] | None = None) -> int:
         found = self._list(filters)
@@ -320,31 +572,33 @@ class DockerBackend(SandboxBackend):
         return len(found)
 
     def _remove_networks(self, filters: list[str]) -> int:
-        found = self.client.networks.list(filters={"label": filters})
+        found = self._networks(filters)
         for n in found:
             with contextlib.suppress(docker.errors.NotFound):
                 _call(n.remove)
         return len(found)
 
+    @_docker_op("removing cache volumes")
     def remove_caches(self, repo_key: str | None = None) -> int:
         """Remove cache volumes: of one repo (by its key), or all of them."""
         label = f"{L.CACHE}={repo_key}" if repo_key else L.CACHE
-        found = self.client.volumes.list(filters={"label": label})
+        found = _call(self.client.volumes.list, filters={"label": label})
         removed = 0
         for v in found:
             try:
-                v.remove(force=True)
+                _call(v.remove, force=True)
                 removed += 1
             except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # 409: in use by a running sandbox; kept
+                # 409: in use by a running sandbox, kept; 404: removed meanwhile.
+                if exc.status_code not in (404, 409):
                     raise
         return removed
 
 
 def _kill(container: Container) -> None:
-    # Already gone (it ended as the guard looked): nothing to stop.
+    # Already gone or stopped (it ended as we looked): nothing to stop.
     with contextlib.suppress(docker.errors.APIError):
-        container.kill()
+        _call(container.kill)
 
 
 def _being_removed(container: Container) -> bool:
@@ -425,7 +679,7 @@ def _extract(container: Container, path: str, dest: Path, cap: int, what: str) -
     Only regular files and directories are kept: a task's symlinks or devices never reach
     the host file system.
     """
-    stream, _stat = container.get_archive(path)
+    stream, _stat = _call(container.get_archive, path)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as tmp:
         size = 0

@@ -19,7 +19,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.models.containers import Container
 
 from runner.core import egress as core
@@ -71,12 +70,10 @@ class EgressProxies:
     def denials(self, gateway: Gateway, address: str, since: float, until: float) -> list[Denial]:
         """Requests the gateway's proxy refused to the sandbox at `address` between two times
         (seconds since the epoch)."""
-        try:
-            proxy = self.client.containers.get(gateway.container)
-            # Whole seconds around the window: the log is filtered by squid's own times.
-            raw = proxy.logs(stdout=True, stderr=False, since=int(since) - 1, until=int(until) + 2)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise SandboxError(f"cannot read the egress proxy's log: {exc}") from None
+        # Docker's errors here are translated by the backend's method that called this.
+        proxy = self.client.containers.get(gateway.container)
+        # Whole seconds around the window: the log is filtered by squid's own times.
+        raw = proxy.logs(stdout=True, stderr=False, since=int(since) - 1, until=int(until) + 2)
         entries = core.parse_denials(bytes(raw).decode("utf-8", "replace"))
         return core.denials_for(entries, address, since, until)
 
@@ -85,26 +82,20 @@ class EgressProxies:
         name = f"runner-{run_id}-{ROLE}-{key}"
         if self.outside:
             self._check_outside(self.outside)
-        try:
-            outside = self.outside or self._outside_network(run_id, labels)
-            internal = self.client.networks.create(
-                name, driver="bridge", internal=True, options=_NO_HOST_ADDRESS, labels=labels
-            )
-            proxy = self.client.containers.create(
-                **proxy_options(self.image, name, labels, outside, rules, self.dns)
-            )
-            internal.connect(proxy)
-            proxy.start()
-            _wait_ready(proxy)
-            proxy.reload()
-            address = proxy.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
-        except docker.errors.ImageNotFound:
-            raise SandboxError(
-                f"image {self.image!r} not found", hint="build it with `runner images build`"
-            ) from None
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            # What was made stays labelled with the run: the run's cleanup removes it.
-            raise SandboxError(f"cannot start the egress proxy {name}: {exc}") from None
+        # Docker's errors here are translated by the backend's method that called this. What
+        # was made before one stays labelled with the run: the run's cleanup removes it.
+        outside = self.outside or self._outside_network(run_id, labels)
+        internal = self.client.networks.create(
+            name, driver="bridge", internal=True, options=_NO_HOST_ADDRESS, labels=labels
+        )
+        proxy = self.client.containers.create(
+            **proxy_options(self.image, name, labels, outside, rules, self.dns)
+        )
+        internal.connect(proxy)
+        proxy.start()
+        _wait_ready(proxy)
+        proxy.reload()
+        address = proxy.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
         return Gateway(network=name, proxy=f"http://{address}:{core.PORT}", container=name)
 
     def _check_outside(self, name: str) -> None:
@@ -115,8 +106,6 @@ class EgressProxies:
                 f"the egress network {name!r} does not exist",
                 hint="create it, or unset RUNNER_EGRESS_NETWORK (a run then makes its own)",
             ) from None
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise SandboxError(f"cannot look up the egress network {name!r}: {exc}") from None
 
     def _outside_network(self, run_id: str, labels: dict[str, str]) -> str:
         name = f"runner-{run_id}-{ROLE}-out"

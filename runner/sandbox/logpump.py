@@ -61,9 +61,13 @@ class LogPump:
 
     def _line(self, line: bytes, fh: IO[bytes], newline: bytes = b"\n") -> None:
         # The metrics line is wrap.sh's own; it may fall anywhere (stdout and stderr are
-        # copied separately) and is kept out of the task's log.
-        if line.startswith(METRICS_MARK):
-            self.metrics.append(line)
+        # copied separately) and is kept out of the task's log. It may also end a line the
+        # task left open (`printf done`): what comes before the mark is the task's.
+        at = line.find(METRICS_MARK)
+        if at >= 0:
+            self.metrics.append(line[at:])
+            if at:
+                self._emit(line[:at], fh)
         elif line or newline:
             self._emit(line + newline, fh)
 

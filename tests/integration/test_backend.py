@@ -55,6 +55,13 @@ def test_exit_code_and_log_are_a_result(backend: SandboxBackend, spec: SandboxSp
     assert "to-the-log" in ex.log_path.read_text()
 
 
+def test_log_is_the_tasks_output_alone(backend: SandboxBackend, spec: SandboxSpec) -> None:
+    # The task's last output has no newline: the runner's metrics line must not join it.
+    ex = backend.execute(replace(spec, script="echo first; printf done"))
+    assert ex.log_path.read_bytes() == b"first\ndone"
+    assert ex.cpu_s is not None and ex.metrics_source in ("cgroup", "times")
+
+
 def test_timeout_is_a_result(backend: SandboxBackend, spec: SandboxSpec) -> None:
     ex = backend.execute(replace(spec, script="sleep 60", timeout=1))
     assert ex.timed_out and ex.duration_s < 20
@@ -106,3 +113,11 @@ def test_destroy_removes_the_sandbox_and_is_idempotent(
     backend.destroy(spec)
     assert leftovers(docker_client, spec.run_id) == []
     backend.destroy(spec)
+
+
+def test_missing_images_and_runtimes_come_from_the_engine(backend: SandboxBackend) -> None:
+    assert backend.missing_images(["runner/sandbox:1", "runner/no-such-image:0"]) == [
+        "runner/no-such-image:0"
+    ]
+    assert "runc" in backend.runtimes()
+    assert "runner/sandbox:1" in backend.required_images(egress=False)

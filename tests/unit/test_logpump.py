@@ -24,6 +24,13 @@ def test_metrics_line_is_taken_out_wherever_it_falls(tmp_path: Path) -> None:
     assert p.metrics == [METRICS]
 
 
+def test_metrics_line_after_output_without_a_newline_is_taken_out(tmp_path: Path) -> None:
+    # `printf done` as the task's last output: wrap.sh's line lands on the same line.
+    log, p = pump(tmp_path, [b"done", b"##runner-metrics rc=0 cpu_ns=5 mem_bytes=7\n"])
+    assert log == b"done"
+    assert p.metrics == [METRICS]
+
+
 def test_cap_keeps_the_head_and_the_last_bytes(tmp_path: Path) -> None:
     log, p = pump(tmp_path, [b"first\n", b"x" * 10_000 + b"\n", b"last line\n"], cap=100)
     assert log.startswith(b"first\n")
@@ -58,8 +65,8 @@ def test_any_chunking_keeps_all_bytes_under_the_cap(chunks: list[bytes]) -> None
         log, p = pump(Path(d), chunks, cap=10_000)
     *complete, partial = b"".join(chunks).split(b"\n")
     mark = b"##runner-metrics "
-    expected = b"".join(ln + b"\n" for ln in complete if not ln.startswith(mark))
-    expected += b"" if partial.startswith(mark) else partial
+    expected = b"".join(ln.split(mark)[0] if mark in ln else ln + b"\n" for ln in complete)
+    expected += partial.split(mark)[0]
     assert p.dropped == 0
     assert log == expected
 
