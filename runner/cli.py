@@ -184,6 +184,28 @@ def run_cmd(
     raise typer.Exit(result.exit_code or (3 if failed else 0))
 
 
+@app.command("shell", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@guarded
+def shell_cmd(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
+    task: Annotated[str, typer.Argument(help="The task whose sandbox to make again.")],
+    at: Annotated[
+        str, typer.Option("--at", help="start: the task's start commit; result: its work.")
+    ] = "start",
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run a command (after --) in a fresh sandbox made as the task's: image, policy, limits,
+    network, shared mount and cache, on a clone of its start or result; removed after."""
+    from runner.shell import run_shell
+
+    if at not in ("start", "result"):
+        raise InputError(f"--at {at}: say start or result")
+    code, output = run_shell(repo, run, task, at, list(ctx.args), Settings())
+    sys.stdout.write(output)
+    raise typer.Exit(code)
+
+
 @app.command("resume")
 @guarded
 def resume_cmd(

@@ -383,7 +383,7 @@ class Coordinator:
             self.observer(self.result, set(self.running))
 
     # -- one task ------------------------------------------------------------------------------
-    def _spec(
+    def sandbox_spec(
         self, task_id: str, role: Role, start: str, script: str, timeout: float
     ) -> SandboxSpec:
         policy = self.prepared.policies[task_id if role == "task" else ""]
@@ -417,7 +417,9 @@ class Coordinator:
 
     def _task(self, task_id: str, start: str) -> None:
         task = self.plan.task(task_id)
-        spec = self._spec(task_id, "task", start, task.run, task.timeout or self.plan.timeout)
+        spec = self.sandbox_spec(
+            task_id, "task", start, task.run, task.timeout or self.plan.timeout
+        )
         self.running.add(task_id)
         self._notify()
         try:
@@ -530,7 +532,9 @@ class Coordinator:
     def _verify(self, index: int, commit: str, alone: str | None) -> bool:
         assert self.plan.verify is not None
         name = f"wave-{index}" + (f"-{alone}" if alone else "")
-        spec = self._spec(name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout)
+        spec = self.sandbox_spec(
+            name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout
+        )
         policy = self.prepared.policies[""]
         self._emit("verify_started", wave=index, task=alone, commit=commit)
         try:

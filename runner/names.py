@@ -53,8 +53,10 @@ def journal_path(run_dir: Path) -> Path:
 
 
 def sandbox_dir(run_dir: Path, role: str, name: str) -> Path:
-    """A sandbox's host state (scripts, log, copied-out files): tasks/<id> or verify/<name>."""
-    return run_dir / ("tasks" if role in ("task", "collect") else "verify") / name
+    """A sandbox's host state (scripts, log, copied-out files): tasks/<id>, verify/<name>, or
+    shell/<id> (`runner shell`: never a task's own dir, which may hold its kept work)."""
+    kind = {"task": "tasks", "collect": "tasks", "shell": "shell"}.get(role, "verify")
+    return run_dir / kind / name
 
 
 def container_name(run_id: str, role: str, name: str) -> str:

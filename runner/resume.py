@@ -31,17 +31,9 @@ def prepare_resume(
 ) -> tuple[Prepared, Replay, list[str]]:
     """The run to continue, checked, and the tasks to run again (`retry`: the named ones and
     what depends on them). Raises InputError (nothing is changed)."""
-    from runner.coordinator import plan_hash, state_root
     from runner.gc import run_alive
-    from runner.status import find_run
 
-    top = git.toplevel(repo)
-    run_dir = find_run(state_root(top, settings.state_dir), which)
-    read = read_journal(run_dir / "journal.jsonl")
-    try:
-        done = replay(read.events)
-    except BadEvent as exc:
-        raise InputError(f"{run_dir}/journal.jsonl: cannot resume: {exc}") from None
+    run_dir, prepared, done = load_run_plan(repo, which, settings, environ)
     result = done.result
     if result.status in (RunStatus.SUCCESS, RunStatus.PARTIAL) and not retry:
         raise InputError(
@@ -53,21 +45,40 @@ def prepare_resume(
             f"run {result.run_id} is still running (its process is alive)",
             hint=f"watch it with `runner status {result.run_id}`",
         )
+    again = _retried(prepared, done, retry) if retry else []
+    return prepared, done, again
+
+
+def load_run_plan(
+    repo: Path, which: str, settings: Settings, environ: Mapping[str, str]
+) -> tuple[Path, Prepared, Replay]:
+    """A run's dir, its own plan copy checked again (as at its start, from its base commit),
+    and its journal replayed. Raises InputError."""
+    from runner.coordinator import plan_hash, state_root
+    from runner.status import find_run
+
+    top = git.toplevel(repo)
+    run_dir = find_run(state_root(top, settings.state_dir), which)
+    read = read_journal(run_dir / "journal.jsonl")
+    try:
+        done = replay(read.events)
+    except BadEvent as exc:
+        raise InputError(f"{run_dir}/journal.jsonl: cannot read the run: {exc}") from None
+    result = done.result
     copy = Path(done.plan_copy) if done.plan_copy else None
     if copy is None or not copy.is_file():
         raise InputError(
-            f"run {result.run_id} has no copy of its plan ({copy}): it cannot be resumed",
+            f"run {result.run_id} has no copy of its plan ({copy})",
             hint="run the plan again with `runner run` (finished work is under refs/runner/)",
         )
     text = copy.read_text(encoding="utf-8")
     if done.plan_hash and plan_hash(text) != done.plan_hash:
-        raise InputError(f"{copy}: the run's copy of its plan was changed; it cannot be resumed")
+        raise InputError(f"{copy}: the run's copy of its plan was changed")
     # Checked as at the start (its policy files are found next to the original plan).
     prepared = preflight(parse_plan(text, result.plan), top, settings, environ)
-    if prepared.dispatch.waves != [w for w in _waves(read.events)]:
-        raise InputError(f"run {result.run_id}: its plan now makes other waves; cannot resume")
-    again = _retried(prepared, done, retry) if retry else []
-    return dataclasses.replace(prepared, base_commit=result.base_commit), done, again
+    if prepared.dispatch.waves != _waves(read.events):
+        raise InputError(f"run {result.run_id}: its plan now makes other waves")
+    return run_dir, dataclasses.replace(prepared, base_commit=result.base_commit), done
 
 
 def _retried(prepared: Prepared, done: Replay, named: Sequence[str]) -> list[str]:

@@ -15,7 +15,7 @@ from runner.errors import SandboxError
 if TYPE_CHECKING:
     from runner.settings import Settings
 
-Role = Literal["task", "verify", "collect"]
+Role = Literal["task", "verify", "collect", "shell"]
 
 
 @dataclass(frozen=True)
