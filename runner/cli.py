@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from runner import cli_costs
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
@@ -315,6 +316,9 @@ def demo_cmd(
     from runner.demo import run_demo
 
     raise typer.Exit(run_demo(keep, Settings()))
+
+
+cli_costs.register(app)
 
 
 def main() -> None:
