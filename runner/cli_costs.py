@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,19 +19,21 @@ from rich.console import Console
 from rich.table import Table
 
 from runner.core.results import RunResult
-from runner.core.usage import Prices, Tokens, Usage, by_model, load_prices, priced, total, usage_for
+from runner.core.usage import (
+    Prices,
+    Tokens,
+    Usage,
+    by_model,
+    load_prices,
+    priced,
+    prices_path,
+    total,
+    usage_for,
+)
 from runner.errors import InputError
 
 By = Literal["task", "model", "run"]
 _BY: dict[str, By] = {"task": "task", "model": "model", "run": "run"}
-
-
-def prices_path(setting: Path | None, env: Mapping[str, str]) -> Path:
-    """RUNNER_PRICES, else $XDG_CONFIG_HOME/runner/prices.yaml (~/.config by default)."""
-    if setting is not None:
-        return setting
-    config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "runner" / "prices.yaml"
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,14 @@ def task_usages(result: RunResult, prices: Prices) -> list[TaskUsage]:
 _COLS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "tokens")
 
 
-def _numbers(u: Tokens) -> dict[str, Any]:
-    return u.model_dump(include={*_COLS, "cost_usd", "cost_source"})
+def _numbers(u: Tokens, parts: list[Tokens] | None = None) -> dict[str, Any]:
+    """The token columns and cost; with parts (what u sums), `cost_usd_known` too: the sum of
+    the parts whose cost is known (a lower bound when cost_usd is unknown)."""
+    row = u.model_dump(include={*_COLS, "cost_usd", "cost_source"})
+    if parts is not None:
+        known = [p.cost_usd for p in parts if p.cost_usd is not None]
+        row["cost_usd_known"] = round(sum(known), 10) if known else None
+    return row
 
 
 def rows(usages: list[TaskUsage], by: By) -> list[dict[str, Any]]:
@@ -88,7 +95,11 @@ def rows(usages: list[TaskUsage], by: By) -> list[dict[str, Any]]:
             groups.setdefault(key, []).append(p)
             tasks.setdefault(key, set()).add((u.run_id, u.task))
     return [
-        {by if by == "model" else "run_id": key, "tasks": len(tasks[key]), **_numbers(total(ps))}
+        {
+            by if by == "model" else "run_id": key,
+            "tasks": len(tasks[key]),
+            **_numbers(total(ps), ps),
+        }
         for key, ps in groups.items()
     ]
 
@@ -120,7 +131,8 @@ def load_results(root: Path, which: str | None) -> list[RunResult]:
 
 def _money(u: dict[str, Any]) -> str:
     if u["cost_usd"] is None:
-        return "unknown"
+        known = u.get("cost_usd_known")
+        return f"unknown (${known:.4f} known)" if known else "unknown"
     return f"${u['cost_usd']:.4f}" + ("" if u["cost_source"] == "reported" else " (estimated)")
 
 
@@ -185,7 +197,7 @@ def _costs(run: str | None, by: str, repo: Path, json_out: bool) -> None:
     results = load_results(state_root(git.toplevel(repo), settings.state_dir), run)
     usages = [u for r in results for u in task_usages(r, prices)]
     table_rows = rows(usages, kind)
-    grand = _numbers(total(u.usage for u in usages))
+    grand = _numbers(total(u.usage for u in usages), [u.usage for u in usages])
     if json_out:
         doc = {
             "by": by,

@@ -20,7 +20,7 @@ Sources, by what the task ran (runner.core.agents keeps them under $RUNNER_OUT/a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
@@ -119,6 +119,14 @@ def parse_prices(text: str, source: str) -> Prices:
             hint="prices are `models: {NAME: {input: USD, output: USD, cache_read: USD, "
             "cache_write: USD}}` per million tokens",
         ) from None
+
+
+def prices_path(setting: Path | None, env: Mapping[str, str]) -> Path:
+    """RUNNER_PRICES (Settings.prices), else $XDG_CONFIG_HOME/runner/prices.yaml."""
+    if setting is not None:
+        return setting
+    config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "runner" / "prices.yaml"
 
 
 def load_prices(path: Path | None) -> Prices:

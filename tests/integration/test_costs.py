@@ -191,7 +191,10 @@ def test_presets_run_and_costs_are_reported_estimated_or_unknown_never_zero(
 
     # Without a prices file: what the agents reported stays, the rest is unknown (None).
     no_prices = {"XDG_CONFIG_HOME": str(tmp_path / "no-config")}
-    bare = {r["task"]: r for r in costs(run.repo, "latest", env=no_prices)["rows"]}
+    bare_doc = costs(run.repo, "latest", env=no_prices)
+    bare = {r["task"]: r for r in bare_doc["rows"]}
+    assert (bare_doc["total"]["cost_usd"], bare_doc["total"]["cost_source"]) == (None, "unknown")
+    assert bare_doc["total"]["cost_usd_known"] == pytest.approx(CLAUDE_COST + AIDER_COST)
     assert bare["fix-claude"]["cost_usd"] == CLAUDE_COST
     assert bare["doc-aider"]["cost_usd"] == pytest.approx(AIDER_COST)
     for task in ("port-codex", "hang-claude"):

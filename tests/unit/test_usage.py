@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli_costs import TaskUsage, prices_path, rows
+from runner.cli_costs import TaskUsage, rows
 from runner.core.results import RunResult, TaskResult
 from runner.core.usage import (
     NO_PRICES,
@@ -23,6 +23,7 @@ from runner.core.usage import (
     parse_prices,
     parse_usage_json,
     priced,
+    prices_path,
     total,
     usage_for,
 )
@@ -260,3 +261,14 @@ def test_task_result_and_run_result_carry_usage() -> None:
     assert back.tasks[0].usage == u and back.usage is not None
     assert back.usage.cost_usd == 0.0342035
     assert isinstance(Prices.model_json_schema(), dict)
+
+
+def test_costs_rows_say_the_known_part_when_the_total_is_unknown() -> None:
+    claude = parse_claude(fixture("claude-stream.jsonl"))
+    cut = priced(parse_claude(fixture("claude-cut.jsonl")), NO_PRICES)
+    usages = [TaskUsage("r", "a", "merged", claude), TaskUsage("r", "b", "timeout", cut)]
+    (run,) = rows(usages, "run")
+    assert (run["cost_usd"], run["cost_source"]) == (None, "unknown")
+    assert run["cost_usd_known"] == 0.0342035
+    (only_cut,) = rows([usages[1]], "run")
+    assert only_cut["cost_usd_known"] is None and only_cut["cost_usd"] is None
