@@ -226,6 +226,12 @@ def total(parts: Iterable[Tokens], model: str | None = None) -> Usage:
     return out
 
 
+def run_total(usages: Iterable[Usage | None]) -> Usage | None:
+    """RunResult.usage: the sum of the tasks' (or attempts') usage; None when none said any."""
+    said = [u for u in usages if u is not None]
+    return total(said) if said else None
+
+
 def by_model(usage: Usage) -> list[Tokens]:
     """The per-model parts of a usage (itself when it has none)."""
     return list(usage.models) if usage.models else [usage]

@@ -24,6 +24,7 @@ from runner.core.usage import (
     parse_usage_json,
     priced,
     prices_path,
+    run_total,
     total,
     usage_for,
 )
@@ -31,6 +32,7 @@ from runner.errors import InputError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "agents"
 SONNET, HAIKU = "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"
+CLAUDE_COST = 0.0342035
 PRICES = parse_prices(
     textwrap.dedent("""\
     models:
@@ -272,3 +274,13 @@ def test_costs_rows_say_the_known_part_when_the_total_is_unknown() -> None:
     assert run["cost_usd_known"] == 0.0342035
     (only_cut,) = rows([usages[1]], "run")
     assert only_cut["cost_usd_known"] is None and only_cut["cost_usd"] is None
+
+
+def test_run_total_sums_what_tasks_said_and_is_none_when_none_did() -> None:
+    claude = parse_claude(fixture("claude-stream.jsonl"))
+    aider = parse_aider(fixture("aider.analytics.jsonl"))
+    both = run_total([claude, None, aider])
+    assert both is not None and both.cost_source == "reported"
+    assert both.cost_usd == pytest.approx(CLAUDE_COST + 0.04473)
+    assert both.turns == 6 and both.input_tokens == 425 + 18297
+    assert run_total([None, None]) is None and run_total([]) is None
