@@ -104,8 +104,9 @@ def compile_preset(
         )
     else:
         # aider prints text; its usage comes from the analytics log, so no pipe is needed.
+        # `--message=` joined: argparse would take a prompt beginning with '-' for an option.
         lines.append(
-            'aider --message "$prompt" --yes-always --no-pretty --no-stream --no-check-update'
+            'aider --message="$prompt" --yes-always --no-pretty --no-stream --no-check-update'
             " --no-show-release-notes --no-gitignore --no-analytics"
             f" --analytics-log {out_file}"
             ' --chat-history-file "$out/aider.chat.md"'

@@ -51,7 +51,7 @@ for a; do prompt=$a; done
     + """\
 log=
 while [ $# -gt 0 ]; do
-  case $1 in --analytics-log) log=$2 ;; --message) prompt=$2 ;; esac
+  case $1 in --analytics-log) log=$2 ;; --message=*) prompt=${1#--message=} ;; esac
   shift
 done
 [ -n "$log" ] || { echo "stub aider: no --analytics-log" >&2; exit 91; }

@@ -15,7 +15,7 @@ from runner.core.agents import AGENTS, OUTPUT_FILE, compile_preset
 from runner.core.plan import Plan, parse_plan
 from runner.errors import PlanError
 
-TRICKY = 'fix "it"; it\'s $HOME `date` \\ \n second line & -x'
+TRICKY = '--help -x: fix "it"; it\'s $HOME `date` \\ \n second line & end'
 
 
 def problems(text: str) -> list[str]:
@@ -165,7 +165,8 @@ def test_the_script_passes_the_prompt_verbatim_with_stdin_closed(
     assert proc.returncode == 0, proc.stderr
     args = argv(tmp_path, agent)
     assert (tmp_path / "log" / f"{agent}.stdin").read_text() == "closed\n"
-    assert TRICKY in args and args[args.index("--model") :][:2] == ["--model", "m-1"]
+    assert TRICKY in args or f"--message={TRICKY}" in args
+    assert args[args.index("--model") :][:2] == ["--model", "m-1"]
     assert args[args.index("--extra") :][:2] == ["--extra", "a b"]
     saved = tmp_path / "out" / "agent" / OUTPUT_FILE[agent]
     assert saved.read_text() == '{"type": "turn.completed"}\n'
@@ -181,7 +182,7 @@ def test_each_agent_gets_its_documented_non_interactive_flags(tmp_path: Path) ->
                    "--dangerously-skip-permissions", "--", "go"],
         "codex": ["exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
                   "--skip-git-repo-check", "--", "go"],
-        "aider": ["--message", "go", "--yes-always", "--no-pretty", "--no-stream",
+        "aider": ["--message=go", "--yes-always", "--no-pretty", "--no-stream",
                   "--no-check-update", "--no-show-release-notes", "--no-gitignore",
                   "--no-analytics",
                   "--analytics-log", f"{tmp_path}/out/agent/aider.analytics.jsonl",
