@@ -20,6 +20,7 @@ Sources, by what the task ran (runner.core.agents keeps them under $RUNNER_OUT/a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -262,13 +263,17 @@ def _json_lines(text: str) -> Iterator[dict[str, Any]]:
             yield obj
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _num(value: Any) -> float | None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-    return float(value) if ok else None
+    return float(value) if ok and math.isfinite(value) else None  # no Infinity from a task
 
 
 def parse_claude(text: str) -> Usage:
@@ -395,8 +400,7 @@ def parse_codex(text: str, model: str | None = None) -> Usage:
             started += 1
         elif kind == "turn.completed":
             turns += 1
-            u = e.get("usage") if isinstance(e.get("usage"), dict) else {}
-            assert isinstance(u, dict)
+            u = _dict(e.get("usage"))
             inp, cached = _int(u.get("input_tokens")), _int(u.get("cached_input_tokens"))
             t = {
                 "input_tokens": None if inp is None else max(inp - (cached or 0), 0),
@@ -419,8 +423,7 @@ def parse_aider(text: str, model: str | None = None) -> Usage:
     parts: list[Tokens] = []
     complete = False
     for e in _json_lines(text):
-        props = e.get("properties") if isinstance(e.get("properties"), dict) else {}
-        assert isinstance(props, dict)
+        props = _dict(e.get("properties"))
         if e.get("event") == "exit":
             complete = True
         if e.get("event") != "message_send":

@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.cli_costs import TaskUsage, rows
 from runner.core.results import RunResult, TaskResult
@@ -130,6 +133,7 @@ def test_aider_without_its_exit_event_is_estimated_or_unknown() -> None:
         ('{"input_tokens": 10, "output_tokens": 5}', 15, "unknown"),
         ('{"usage": {"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.5}}', 15, "reported"),
         ('{"tokens": 0}', 0, "unknown"),
+        ('{"tokens": 5, "cost_usd": Infinity}', 5, "unknown"),
     ],
 )
 def test_usage_json_convention(text: str, tokens: int, source: str) -> None:
@@ -284,3 +288,28 @@ def test_run_total_sums_what_tasks_said_and_is_none_when_none_did() -> None:
     assert both.cost_usd == pytest.approx(CLAUDE_COST + 0.04473)
     assert both.turns == 6 and both.input_tokens == 425 + 18297
     assert run_total([None, None]) is None and run_total([]) is None
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+KEYS = st.sampled_from(["type", "usage", "modelUsage", "message", "total_cost_usd", "num_turns",
+                        "event", "properties", "model", "tokens", "input_tokens"])  # fmt: skip
+EVENT = st.dictionaries(KEYS, JSON | st.sampled_from(["result", "assistant", "turn.completed",
+                        "message_send", "exit", "system"]), max_size=5)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(EVENT, max_size=6), st.text(max_size=30))
+def test_parsers_take_any_task_output_without_raising(events: list[Any], tail: str) -> None:
+    # What a task leaves in RUNNER_OUT is the task's: never trusted, never a traceback.
+    text = "\n".join(json.dumps(e) for e in events) + "\n" + tail
+    for u in (parse_claude(text), parse_codex(text, "m"), parse_aider(text)):
+        p = priced(u, PRICES)
+        assert p.cost_source == "unknown" or p.cost_usd is not None
+        assert p.cost_source != "unknown" or p.cost_usd is None
+    parse_usage_json(text)
