@@ -38,7 +38,7 @@ MAX_READ = 64 * 1024**2  # the policy's default max_out: nothing bigger comes ho
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class Tokens(_Doc):

@@ -170,6 +170,11 @@ def test_bad_prices_name_file_line_and_field(tmp_path: Path) -> None:
     path.write_text("models:\n  gpt-4.1:\n    input: -2\n    output: 8\n")
     with pytest.raises(InputError, match=r"prices.yaml:3: models.gpt-4.1.input: Input should be"):
         load_prices(path)
+    path.write_text("models: {m: {input: .inf, output: 1}}\n")
+    with pytest.raises(
+        InputError, match=r"prices.yaml:1: models.m.input: Input should be a finite"
+    ):
+        load_prices(path)
     path.write_text("models: [\n")
     with pytest.raises(InputError, match="not valid YAML"):
         load_prices(path)
