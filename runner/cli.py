@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from runner import cli_runs
+from runner import cli_costs, cli_runs
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
@@ -311,6 +311,7 @@ def execute(
 ) -> RunResult:
     """Load, pre-flight, run and report one plan (shared by `run`, `resume` and `demo`)."""
     from runner.coordinator import Coordinator, state_root
+    from runner.core.usage import load_prices, prices_path
     from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result
@@ -342,6 +343,7 @@ def execute(
         keep_workspaces=settings.keep_workspaces,
         resume=replay,
         retry=again,
+        prices=load_prices(prices_path(settings.prices, os.environ)),
     )
     with repo_lock(root, coordinator.run_id):
         try:
@@ -564,6 +566,7 @@ def completion_cmd(
 
 
 cli_runs.register(app)  # ps, logs, diff, show, apply, accept
+cli_costs.register(app)  # costs
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from runner.core.projection import Replay
 from runner.core.results import RunResult, RunStatus, TaskStatus
 from runner.core.runstate import READY, Phase
 from runner.core.scope import check_changes
+from runner.core.usage import Prices, usage_for
 from runner.errors import GitError, RunnerError, Terminated
 from runner.gc import write_owner
 from runner.journal import Journal, JournalError
@@ -69,6 +70,8 @@ class Coordinator:
     """Called (from worker threads too) whenever a task starts or changes status."""
     resume: Replay | None = None
     """The journal of the run to continue (`runner resume`); None: a new run."""
+    prices: Prices = field(default_factory=Prices)
+    """Prices per model (the user's prices file) to estimate what an agent did not report."""
     retry: list[str] = field(default_factory=list)
     """Tasks to run again in the resumed run (`runner retry`), with what depends on them."""
 
@@ -102,6 +105,7 @@ class Coordinator:
             self._emit,
             self.keep_workspaces,
             self._denials,
+            usage=self._usage,
             closing=lambda: self.closing,
         )
 
@@ -477,6 +481,11 @@ class Coordinator:
         note += f"; its work is kept at {where}" if where else ""
         log.info("task retried", task=task_id, attempt=attempt + 1, previous=status.value)
         self._emit("retrying", task=task_id, attempt=attempt + 1, note=note, previous=reason)
+
+    def _usage(self, spec: SandboxSpec, out_dir: Path | None) -> dict[str, Any] | None:
+        agent = self.plan.task(spec.task_id).agent
+        used = usage_for(out_dir, agent, self.prices)
+        return used.model_dump(mode="json") if used is not None else None
 
     def _denials(
         self, spec: SandboxSpec, ex: Execution, since: float, until: float

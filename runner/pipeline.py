@@ -51,6 +51,8 @@ class Pipeline:
     keep_workspaces: bool = False
     denials: Callable[[SandboxSpec, Execution, float, float], dict[str, Any]] | None = None
     """Egress denials and notes of an allowlist sandbox (fields of `task_ended`)."""
+    usage: Callable[[SandboxSpec, Path | None], dict[str, Any] | None] = lambda s, o: None
+    """What the attempt used (tokens, cost) from its copied-out RUNNER_OUT, as event fields."""
     closing: Callable[[], bool] = lambda: False
     """True once the run abandons work in flight (a second Ctrl-C): start no new sandbox."""
 
@@ -95,7 +97,8 @@ class Pipeline:
         task_id = spec.task_id
         self._check()
         collected = self.backend.collect(spec)
-        self.emit("collected", **events.collected(task_id, collected))
+        used = self.usage(spec, collected.out_dir)
+        self.emit("collected", **events.collected(task_id, collected), usage=used)
         self.backend.destroy(spec)
         intake = Intake(None, problem=collected.problem)
         ref = names.task_ref(self.run_id, task_id)

@@ -134,6 +134,10 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(f"[bold red]warning:[/] {escape(said)}", soft_wrap=True)
     if result.error:
         console.print(f"[red]error:[/] {escape(result.error)}")
+    if result.usage is not None:
+        u = result.usage
+        cost = f"${u.cost_usd:.4f} ({u.cost_source})" if u.cost_usd is not None else "unknown"
+        console.print(f"usage: {u.tokens or 0} tokens, cost {cost}   (runner costs for more)")
     branch = result.integration_ref.removeprefix("refs/heads/")
     console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
     console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}", soft_wrap=True)

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     egress_dns: list[str] | None = None
     """Resolvers (IP addresses, JSON list) the egress proxies look allowed names up with;
     default: the daemon's. Sandboxes never resolve names themselves."""
+    prices: Path | None = None
+    """The prices file `runner costs` estimates costs with (USD per million tokens per model,
+    see README "Agents and costs"); default: $XDG_CONFIG_HOME/runner/prices.yaml."""
     log_format: Literal["auto", "console", "json"] = "auto"
     """auto: readable on a terminal, JSON lines elsewhere."""
     runtime: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -6,8 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from runner.core import agents
 from runner.core.yamlmarks import Loc, YamlSyntaxError, line_for, load_with_lines
 from runner.errors import PlanError
 
@@ -41,8 +51,8 @@ class Task(_Model):
 
     id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
     """Unique name; used in refs (refs/runner/<run>/task/<id>), logs and labels."""
-    run: str = Field(min_length=1)
-    """Shell script run at the repo root in the sandbox with `sh -e`."""
+    run: str = Field(default="", min_length=1)
+    """Shell script run at the repo root in the sandbox with `sh -e` (or give `agent`)."""
     scope: list[str] | None = None
     """gitwildmatch globs the task may change; absent means the whole repo."""
     deny: list[str] = []
@@ -61,6 +71,64 @@ class Task(_Model):
     """How many more times to run it, each in a fresh sandbox, when it ends in `retry_on`."""
     retry_on: list[RetryOn] = ["failed", "timeout", "sandbox_lost"]
     """The statuses that make it run again (while retries last)."""
+    agent: agents.AgentName | None = None
+    """Instead of `run`: an agent preset, compiled into the agent's non-interactive command
+    line (stdin closed, JSON output kept under $RUNNER_OUT/agent/ for `runner costs`)."""
+    prompt: str | None = Field(default=None, min_length=1)
+    """The agent's prompt (with `agent`; or `prompt_file`)."""
+    prompt_file: str | None = None
+    """A file holding the prompt: a repo path, or /shared/... (with `agent`; or `prompt`)."""
+    model: str | None = Field(default=None, min_length=1)
+    """The agent's model (its `--model`); default: the agent's own."""
+    args: list[str] = []
+    """More arguments for the agent's command line."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _agent_preset(cls, data: Any) -> Any:
+        # The preset becomes `run` here, so everything downstream runs a plain script.
+        if not isinstance(data, dict):
+            return data
+        preset = ("prompt", "prompt_file", "model", "args")
+        if data.get("agent") is None:
+            for name in preset:
+                if name in data:
+                    raise _field_error(name, "only with `agent` (claude, codex or aider)")
+            if "run" not in data:
+                raise _field_error(
+                    "run", "missing: give `run` (a shell script) or `agent` (an agent preset)"
+                )
+            return data
+        if "run" in data:
+            raise _field_error("agent", "give `run` or `agent`, not both")
+        if ("prompt" in data) == ("prompt_file" in data):
+            raise _field_error("agent", "give exactly one of `prompt` and `prompt_file`")
+        values = {n: data.get(n) for n in preset}
+        args = values["args"] or []
+        typed = (
+            data["agent"] in agents.AGENTS
+            and all(isinstance(values[n], str | None) for n in preset[:3])
+            and isinstance(args, list)
+            and all(isinstance(a, str) for a in args)
+        )
+        # Ill-typed fields get their own errors from validation; `run` is then never used.
+        run = (
+            agents.compile_preset(
+                data["agent"],
+                prompt=values["prompt"],
+                prompt_file=values["prompt_file"],
+                model=values["model"],
+                args=args,
+            )
+            if typed
+            else "(agent preset)"
+        )
+        return {**data, "run": run}
+
+    @field_validator("prompt_file")
+    @classmethod
+    def _prompt_file_path(cls, value: str | None) -> str | None:
+        return None if value is None else agents.check_prompt_file(value)
 
     @field_validator("id")
     @classmethod
@@ -152,8 +220,25 @@ class Plan(_Model):
             seen[task.id] = i
         return tasks
 
+    @field_validator("tasks")
+    @classmethod
+    def _prompt_in_shared(cls, tasks: list[Task], info: ValidationInfo) -> list[Task]:
+        if info.data.get("shared") is None:
+            for i, task in enumerate(tasks):
+                if (task.prompt_file or "").startswith(agents.SHARED_PREFIX):
+                    raise _field_error(
+                        (i, "prompt_file"),
+                        "is under /shared/ but the plan has no `shared` directory",
+                    )
+        return tasks
+
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
+
+
+def _field_error(at: str | tuple[str | int, ...], message: str) -> PydanticCustomError:
+    """An error found on a whole node that _problems places at a field under it (file:line)."""
+    return PydanticCustomError("task_field", message, {"field": at})
 
 
 def load_plan(path: Path) -> PlanDoc:
@@ -214,6 +299,9 @@ def _problems(exc: ValidationError, data: Any, lines: dict[Loc, int], source: st
         loc = tuple(
             p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-")
         )
+        if err["type"] == "task_field":
+            at = err.get("ctx", {})["field"]
+            loc = (*loc, *(at if isinstance(at, tuple) else (at,)))
         line = line_for(lines, loc)
         where = f"{source}:{line}" if line else source
         msg = err["msg"].removeprefix("Value error, ")

@@ -25,6 +25,7 @@ from runner.core.results import (
     WaveResult,
 )
 from runner.core.runstate import READY, BadEvent, Phase
+from runner.core.usage import Usage, run_total, total
 
 Event = Mapping[str, Any]
 
@@ -151,6 +152,11 @@ def _collected(r: Replay, ev: Event) -> None:
     t = _task(r, ev)
     t.out_path = ev.get("out")
     t.notes = [*t.notes, *ev.get("notes", [])]
+    if ev.get("usage") is not None:
+        used = Usage.model_validate(ev["usage"])
+        # Every attempt costs: a retried task's usage is the sum of its attempts'.
+        t.usage = used if t.usage is None else total([t.usage, used], model=used.model)
+        r.result.usage = run_total(x.usage for x in r.result.tasks)
 
 
 def _fetched(r: Replay, ev: Event) -> None:

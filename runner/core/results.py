@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.core.usage import Usage
+
 SCHEMA_VERSION = 1
 
 
@@ -104,6 +106,8 @@ class TaskResult(_Doc):
     """Connections its egress proxy refused (network: allowlist)."""
     notes: list[str] = []
     """What the runner left out of its work and why (e.g. a refused RUNNER_OUT)."""
+    usage: Usage | None = None
+    """Tokens and cost its agent reported (runner.core.usage.usage_for); None: it said nothing."""
 
 
 class VerifyRun(_Doc):
@@ -163,6 +167,8 @@ class RunResult(_Doc):
     waves: list[WaveResult] = []
     tasks: list[TaskResult] = []
     isolation: IsolationCheck | None = None
+    usage: Usage | None = None
+    """The tasks' usage summed (runner.core.usage.total); cost unknown if any task's is."""
     state_dir: str = Field(description="Where logs, outputs and this document are kept")
 
     def task(self, task_id: str) -> TaskResult:

@@ -29,7 +29,7 @@ EVENTS: dict[str, str] = {
     "task_started": "task, start, attempt (from 1), workspace, container",
     "task_ended": "task, attempt, exit_code, timed_out, oom_killed, disk_exceeded, lost, "
     "duration_s, log, cpu_s, peak_memory_bytes, metrics_source, denials, notes",
-    "collected": "task, head (None: see problem), problem, out, notes",
+    "collected": "task, head (None: see problem), problem, out, notes, usage (tokens, cost)",
     "fetched": "task, ref, commit, files_changed (paths), problem, kept (where its work is now)",
     "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit, "
     "violations, conflicts, run_ended (said because the run ended: resume goes on from it), "

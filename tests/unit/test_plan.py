@@ -165,7 +165,10 @@ def test_missing_field_points_at_its_parent() -> None:
         run: echo a
       - id: b
     """
-    assert problems(text) == ["plan.yaml:4: tasks[1](b).run: Field required"]
+    assert problems(text) == [
+        "plan.yaml:4: tasks[1](b).run: missing: give `run` (a shell script) or `agent` "
+        "(an agent preset)"
+    ]
 
 
 def test_missing_tasks() -> None:
