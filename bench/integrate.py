@@ -20,8 +20,11 @@ Medians are reported with the ratio runner/plumbing (goal: at most 2 for every s
 share of the runner's time spent in its pre-check. Resetting the refs between samples is not
 timed. The generated repo is removed at the end unless --keep DIR is given.
 
+--store: instead, what a run of the largest size leaves in a fresh copy of the base: the
+tasks' work brought home through the runner's intake, merged, then `tidy_objects`.
+
 Run: .venv/bin/python bench/integrate.py [--sizes 20,200] [--files 5000] [--rounds 3]
-                                         [--before 20,200] [--keep DIR]
+                                         [--before 20,200] [--keep DIR] [--store]
 """
 
 from __future__ import annotations
@@ -252,6 +255,71 @@ def machine_notes() -> list[str]:
     ]
 
 
+# -- what a run leaves in the user's object store (--store) ----------------------------------
+
+
+def store_after_run(
+    home: Path, src: Path, base: str, commits: list[str], second_fsck: bool = True
+) -> None:
+    """A run's host side on a fresh copy of the base: each task's work brought home through
+    `runner.intake.bring_home` (its bundle fetched into a quarantine, checked, fetched on),
+    the wave merged, then `runner.retention.tidy_objects`: the object store at each step."""
+    from runner import names
+    from runner.intake import bring_home
+    from runner.retention import store, tidy_objects
+
+    user = home / ("user" if second_fsck else "user-nofsck")
+    if not second_fsck:
+        _no_second_fsck()
+    run_git(home, "clone", "--quiet", "--no-local", "--single-branch", str(src), str(user))
+    how = "" if second_fsck else " (intake's 2nd fetch without fsck)"
+    print(f"\nobject store of a fresh clone of the base, then a run of {len(commits)} tasks{how}:")
+    print(f"  {'step':<40}{'loose':>8}{'packs':>7}{'s':>8}")
+
+    def show(step: str, took: float) -> None:
+        s = store(user)
+        print(f"  {step:<40}{s.loose:>8}{s.packs:>7}{took:>8.2f}", flush=True)
+
+    show("before the run", 0)
+    scratch = home / "scratch"
+    scratch.mkdir()
+    ready = []
+    t0 = time.perf_counter()
+    for i, commit in enumerate(commits):
+        bundle = scratch / "task.bundle"
+        run_git(src, "update-ref", names.RESULT_REF, commit)
+        run_git(src, "bundle", "create", "--quiet", str(bundle), names.RESULT_REF, f"^{base}")
+        ref = names.task_ref("bench", f"t{i:03d}")
+        got = bring_home(user, base, commit, bundle, ref, scratch, 10**6)
+        if got.commit is None:
+            raise RuntimeError(f"task {i} refused: {got.problem}")
+        ready.append((f"t{i:03d}", got.commit))
+    show("tasks' work fetched (intake)", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    merged = integrate.merge_wave(user, base, ready, "bench", False, start=base)
+    rgit.update_ref(user, names.integration_ref("bench"), merged.head)
+    show("wave merged", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    tidied = tidy_objects(user)
+    show(f"tidy_objects ({tidied.note or 'maintenance asked'})", time.perf_counter() - t0)
+
+
+def _no_second_fsck() -> None:
+    """A proposal, measured: intake's second fetch (quarantine -> user repo) without
+    transfer.fsckObjects. The quarantine's fetch from the bundle checked every object it
+    took; with fsck on, git keeps every fetch as a pack (index-pack), however small."""
+
+    def fetch(repo: Path, bundle: Path, src_ref: str, dest_ref: str) -> str:
+        if bundle.is_dir():
+            rgit.git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                     str(bundle), f"+{src_ref}:{dest_ref}")  # fmt: skip
+            return rgit.out(repo, "rev-parse", dest_ref)
+        return saved(repo, bundle, src_ref, dest_ref)
+
+    saved = rgit.fetch_bundle
+    setattr(rgit, "fetch_bundle", fetch)  # noqa: B010 - intake calls it through the module
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--sizes", default="20,200", help="wave sizes, comma-separated")
@@ -259,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--before", default="", help="sizes to also run the all-pairs pre-check on")
     ap.add_argument("--keep", type=Path, help="generate the repo in DIR/repo and keep it")
+    ap.add_argument(
+        "--store", action="store_true", help="instead: what a run of the largest size leaves"
+    )
+    ap.add_argument(
+        "--no-second-fsck", action="store_true", help="with --store: intake's proposal, measured"
+    )
     args = ap.parse_args(argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -278,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         base = run_git(repo, "rev-parse", "main")
         print(f"generated {args.files} files, {sum(sizes)} task branches in {repo} "
               f"({time.monotonic() - t0:.1f}s)")  # fmt: skip
-        samples = measure(repo, base, tasks, args.rounds, before)
-        report(samples, sizes)
+        if args.store:
+            store_after_run(home, repo, base, tasks[max(sizes)], not args.no_second_fsck)
+        else:
+            report(measure(repo, base, tasks, args.rounds, before), sizes)
         print("\nmachine:")
         for line in notes:
             print(f"  {line}")

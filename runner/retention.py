@@ -85,7 +85,8 @@ def tidy_objects(repo: Path) -> Tidied:
 
     Call it once a run's sandboxes are gone, while holding the repo lock: sandboxes borrow
     this object store read-only, and a repack under them would remove packs they read (why
-    every other git call of the runner has automatic gc off). Never raises for git failing.
+    every other git call of the runner has automatic gc off). A failing maintenance is a
+    `note`, not an error; raises GitError only when the store cannot be counted.
 
     What a run adds: a few loose objects per task (fetched from its quarantine: fewer than
     `fetch.unpackLimit`, 100) or a pack per task (more), and one commit and a few trees per
@@ -235,7 +236,8 @@ def describe(entry: RunEntry) -> str:
     """What removing a run takes away, in one line."""
     parts = [f"{len(entry.refs)} ref(s)"]
     if names.integration_ref(entry.run_id) in entry.refs:
-        parts[0] += " (with its branch " + names.integration_ref(entry.run_id)[11:] + ")"
+        branch = names.integration_ref(entry.run_id).removeprefix("refs/heads/")
+        parts[0] += f" (with its branch {branch})"
     if entry.dir is not None:
         parts.append(f"state dir {entry.dir} ({_size(entry.dir) / 2**20:.1f} MiB)")
     if entry.dir is None:
@@ -352,12 +354,19 @@ def all_run_dirs(root: Path) -> list[Path]:
 
 
 def after_run(repo: Path, root: Path, run_dir: Path) -> Tidied:
-    """What the coordinator calls once a run has ended and its sandboxes are gone (holding
-    the repo lock): record which caches it used, then tidy the object store."""
+    """What the coordinator calls once a run has ended and its sandboxes are gone, still
+    holding the repo lock: record which caches it used, then tidy the object store
+    (tidy_objects). Never raises: a failure leaves the store as it was and says so in `note`.
+
+    repo: the checkout's top level; root: the state root (coordinator.state_root); run_dir:
+    the run's state dir (names.run_dir(root, run_id)), whose journal names its caches."""
     # The record is a convenience: gc falls back to the journals and the volumes' dates.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, GitError):
         record_cache_use(repo, root, [run_dir])
-    return tidy_objects(repo)
+    try:
+        return tidy_objects(repo)
+    except (GitError, OSError) as exc:  # the store could not even be counted: leave it
+        return Tidied(Store(0, 0), Store(0, 0), False, f"not tidied: {exc}")
 
 
 def now() -> datetime:

@@ -16,7 +16,7 @@ import docker.errors
 from runner import names
 from runner.coordinator import repo_key
 from runner.gc import write_owner
-from runner.retention import store, tidy_objects
+from runner.retention import after_run, store, tidy_objects
 from tests.integration.conftest import RunPlan, git, make_repo, runner_cli
 
 PLAN = """
@@ -41,6 +41,8 @@ def test_rm_leaves_no_ref_branch_or_state_of_the_run(run_plan: RunPlan) -> None:
     repo, run_id = first.repo, first.result["run_id"]
     state = Path(first.result["state_dir"])
     assert state.is_dir() and any(r.startswith(names.run_refs(run_id)) for r in _runner_refs(repo))
+    tidied = after_run(repo, state.parent.parent, state)  # what a run's end calls
+    assert tidied.ran, tidied.note
 
     asked = runner_cli("rm", run_id[:10], "--repo", str(repo))  # stdin is not a terminal
     assert asked.returncode != 0 and "--yes" in asked.stderr
