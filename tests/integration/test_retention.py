@@ -190,3 +190,9 @@ def test_tidy_objects_does_nothing_when_the_user_turned_it_off(tmp_path: Path) -
     off = tidy_objects(repo)
     assert not off.ran and "maintenance.auto" in off.note
     assert store(repo) == off.before
+
+
+def test_rm_and_prune_have_help() -> None:
+    for command in (["rm"], ["prune"]):
+        proc = runner_cli(*command, "--help")
+        assert proc.returncode == 0 and "Usage" in proc.stdout, proc.stderr
