@@ -137,7 +137,7 @@ def _caches(
     root = state_root(repo, settings.state_dir) if repo is not None else None
     if repo is not None and root is not None:
         # Runs still on disk say when they used which cache; the record keeps it after them.
-        record = record_cache_use(repo, root, all_run_dirs(root))
+        record = record_cache_use(repo, root, all_run_dirs(root, repo))
     if older_than is not None:
         going = unused_since(volumes, record, now() - older_than)
     else:

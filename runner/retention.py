@@ -170,8 +170,7 @@ def list_runs(repo: Path, root: Path) -> list[RunEntry]:
     for ref in listing.splitlines():
         if run_id := names.run_of_ref(ref):
             refs.setdefault(run_id, []).append(ref)
-    runs_dir = root / "runs"
-    dirs = {p.name: p for p in runs_dir.iterdir() if p.is_dir()} if runs_dir.is_dir() else {}
+    dirs = {p.name: p for p in all_run_dirs(root, repo)}
     entries = []
     for run_id in sorted(refs.keys() | dirs.keys()):
         run_dir = dirs.get(run_id)
@@ -348,9 +347,23 @@ def record_cache_use(repo: Path, root: Path, run_dirs: Iterable[Path]) -> dict[s
     return record
 
 
-def all_run_dirs(root: Path) -> list[Path]:
+def all_run_dirs(root: Path, repo: Path) -> list[Path]:
+    """The state dirs of the repo's runs. A state root shared by repos (RUNNER_STATE_DIR)
+    holds other repos' runs too: those are left out, by the repo their journal names."""
     runs_dir = root / "runs"
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    found = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    return [p for p in found if _repo_of(p) in (None, repo.resolve())]
+
+
+def _repo_of(run_dir: Path) -> Path | None:
+    """The repo a run's journal names in its first event (`planned`); None if unreadable."""
+    try:
+        with names.journal_path(run_dir).open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return None
+    repo = first.get("repo") if isinstance(first, dict) else None
+    return Path(str(repo)).resolve() if repo and first.get("event") == "planned" else None
 
 
 def after_run(repo: Path, root: Path, run_dir: Path) -> Tidied:

@@ -196,3 +196,19 @@ def test_rm_and_prune_have_help() -> None:
     for command in (["rm"], ["prune"]):
         proc = runner_cli(*command, "--help")
         assert proc.returncode == 0 and "Usage" in proc.stdout, proc.stderr
+
+
+def test_a_state_dir_shared_by_repos_lists_only_this_repos_runs(tmp_path: Path) -> None:
+    a = make_repo(tmp_path / "a", {"f": "a\n"})
+    b = make_repo(tmp_path / "b", {"f": "b\n"})
+    shared = tmp_path / "state"  # RUNNER_STATE_DIR, the same for both repos
+    for repo, run_id in ((a, "20260101-000000-aaaaaa"), (b, "20260101-000000-bbbbbb")):
+        run_dir = names.run_dir(shared, run_id)
+        run_dir.mkdir(parents=True)
+        first = {"seq": 1, "time": "2026-01-01T00:00:00+00:00", "event": "planned"}
+        names.journal_path(run_dir).write_text(json.dumps(first | {"repo": str(repo)}) + "\n")
+    env = {"RUNNER_STATE_DIR": str(shared)}
+    proc = runner_cli("prune", "--older-than", "0s", "--repo", str(a), "--dry-run", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "aaaaaa" in proc.stdout and "bbbbbb" not in proc.stdout
+    assert "ambiguous" not in runner_cli("rm", "2026", "--repo", str(a), env=env).stderr
