@@ -126,6 +126,8 @@ class RunEntry:
     """How it ended (success, partial, error, interrupted), or running, died, unknown."""
     ended: datetime | None
     started: datetime | None
+    unhomed: tuple[Path, ...] = ()
+    """Task workspaces still on disk whose task's work is not under its ref: the only copy."""
 
     @property
     def age_from(self) -> datetime | None:
@@ -180,10 +182,15 @@ def list_runs(repo: Path, root: Path) -> list[RunEntry]:
             status, ended = _ending(run_dir, _events(run_dir))
             if status == "running" and not alive:
                 status = "died"
+        ours = tuple(refs.get(run_id, ()))
+        unhomed = tuple(
+            work
+            for work in (sorted((run_dir / "tasks").glob("*/work")) if run_dir else [])
+            if names.task_ref(run_id, work.parent.name) not in ours
+        )
         entries.append(
-            RunEntry(run_id, run_dir, tuple(refs.get(run_id, ())), alive, status, ended,
-                     _started(run_id))
-        )  # fmt: skip
+            RunEntry(run_id, run_dir, ours, alive, status, ended, _started(run_id), unhomed)
+        )
     return entries
 
 
@@ -239,6 +246,9 @@ def describe(entry: RunEntry) -> str:
         parts[0] += f" (with its branch {branch})"
     if entry.dir is not None:
         parts.append(f"state dir {entry.dir} ({_size(entry.dir) / 2**20:.1f} MiB)")
+    if entry.unhomed:
+        parts.append(f"{len(entry.unhomed)} workspace(s) with work not under a ref, the only "
+                     f"copy ({', '.join(map(str, entry.unhomed[:3]))})")  # fmt: skip
     if entry.dir is None:
         when = entry.started.isoformat(timespec="seconds") if entry.started else "?"
         return f"run {entry.run_id} [only refs left, started {when}]: " + ", ".join(parts)
@@ -268,6 +278,12 @@ def prunable(entries: Iterable[RunEntry], cutoff: datetime) -> tuple[list[RunEnt
     remove, notes = [], []
     for e in entries:
         when = e.age_from
+        if e.unhomed and when is not None and when < cutoff and not e.alive:
+            notes.append(
+                f"kept run {e.run_id}: {len(e.unhomed)} task workspace(s) hold work that is "
+                f"not under a ref ({e.unhomed[0]}); `runner rm` it once you have looked"
+            )
+            continue
         if e.alive or when is None or when >= cutoff:
             if e.status == "died" and e.started and e.started < cutoff:
                 notes.append(

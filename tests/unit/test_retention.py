@@ -113,3 +113,10 @@ def test_find_by_prefix_and_latest() -> None:
         find(runs, "1999")
     with pytest.raises(InputError, match="no runs"):
         find([], "latest")
+
+
+def test_prunable_keeps_a_run_whose_workspace_holds_the_only_copy_of_work() -> None:
+    work = Path("/x/a/tasks/t/work")
+    run = RunEntry("a", Path("/x/a"), (), False, "error", T0 - timedelta(days=9), None, (work,))
+    remove, notes = prunable([run], T0)
+    assert remove == [] and str(work) in notes[0]
