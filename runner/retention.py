@@ -53,7 +53,8 @@ class Tidied:
     before: Store
     after: Store
     ran: bool
-    """git's automatic maintenance ran (its thresholds were met, or there was nothing to do)."""
+    """It ran (the roll-up when needed, then git's maintenance, which decides by its own
+    thresholds); False: turned off by the user's config, or git failed (see note)."""
     note: str
     """Why not, or what failed (a failure never fails the run: the store is only untidy)."""
 
@@ -79,25 +80,35 @@ def _user_config(repo: Path, key: str, default: str) -> str:
 
 
 def tidy_objects(repo: Path) -> Tidied:
-    """Leave the repo's object store as tidy as a `git fetch` would: git's automatic
-    maintenance (`git maintenance run --auto`: `gc --auto` unless the user chose another
-    strategy), under the user's own settings, in the foreground.
+    """Leave the repo's object store as tidy as one `git fetch` of the run's work would:
+    what the run added rolled into one pack, then git's own automatic maintenance.
 
-    Call it once a run's sandboxes are gone, while holding the repo lock: sandboxes borrow
-    this object store read-only, and a repack under them would remove packs they read (why
-    every other git call of the runner has automatic gc off). A failing maintenance is a
-    `note`, not an error; raises GitError only when the store cannot be counted.
+    1. When the store holds more than two packs or at least `fetch.unpackLimit` (100) loose
+       objects: `git repack -d -l --geometric=2`, which rolls the small packs and the loose
+       objects into one pack and leaves the large ones alone (its cost follows what the run
+       added, not the repo: measured in bench/README.md). A run adds a pack per task (intake
+       fetches with fsck, which keeps every fetch as a pack) and a commit and a few trees
+       per merge.
+    2. `git maintenance run --auto` (`gc --auto` unless the user chose another strategy),
+       as `git fetch` runs it after every fetch.
 
-    What a run adds: a few loose objects per task (fetched from its quarantine: fewer than
-    `fetch.unpackLimit`, 100) or a pack per task (more), and one commit and a few trees per
-    merge. `gc --auto` packs them once there are over `gc.auto` (6,700) loose objects or
-    `gc.autoPackLimit` (50) packs, as after the user's own fetches.
+    Both under the user's own settings: nothing when `maintenance.auto` is false or
+    `gc.auto` is 0; in the foreground. Call it once a run's sandboxes are gone, while
+    holding the repo lock: sandboxes borrow this object store read-only, and a repack under
+    them would remove packs they read (why every other git call of the runner has automatic
+    gc off). A failing git is a `note`, not an error; raises GitError only when the store
+    cannot be counted.
     """
     before = store(repo)
     if _user_config(repo, "maintenance.auto", "true").lower() in ("false", "no", "off", "0"):
         return Tidied(before, before, False, "maintenance.auto is off in your git config")
     gc_auto = _user_config(repo, "gc.auto", "6700")
+    if gc_auto.strip() == "0":
+        return Tidied(before, before, False, "gc.auto is 0 in your git config")
+    limit = _user_config(repo, "fetch.unpackLimit", _user_config(repo, "transfer.unpackLimit", ""))
     try:
+        if before.packs > 2 or before.loose >= (int(limit) if limit.isdigit() else 100):
+            git.git(repo, "repack", "-d", "-l", "-q", "--geometric=2")
         git.git(
             repo,
             *("-c", f"gc.auto={gc_auto}", "-c", "gc.autoDetach=false"),
@@ -105,7 +116,7 @@ def tidy_objects(repo: Path) -> Tidied:
         )
     except GitError as exc:
         tail = (exc.stderr or exc.stdout).strip().splitlines()[-1:] or [f"exit {exc.code}"]
-        return Tidied(before, store(repo), False, f"git maintenance failed: {tail[0][:300]}")
+        return Tidied(before, store(repo), False, f"git failed: {tail[0][:300]}")
     return Tidied(before, store(repo), True, "")
 
 

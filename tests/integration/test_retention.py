@@ -146,12 +146,15 @@ def test_gc_caches_of_one_repo_keep_every_other_repos(
 # -- the object store after a run (git only) --------------------------------------------------
 
 
-def _loose(repo: Path, count: int) -> None:
-    """`count` loose objects, reachable from a ref (as a run's fetched work and merges are)."""
-    blobs = repo.parent / "blobs"
+RUN = "20260101-000000-aaaaaa"
+
+
+def _loose(repo: Path, count: int, task: str) -> None:
+    """`count` loose objects reachable from a task ref (as a run's work and merges are)."""
+    blobs = repo.parent / f"blobs-{task}"
     blobs.mkdir()
     for i in range(count):
-        (blobs / str(i)).write_text(f"object {i}\n")
+        (blobs / str(i)).write_text(f"{task} object {i}\n")
     paths = "\n".join(str(blobs / str(i)) for i in range(count))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     oids = subprocess.run(
@@ -163,33 +166,43 @@ def _loose(repo: Path, count: int) -> None:
         ["git", "-C", str(repo), "mktree"], input=listing, capture_output=True, text=True,
         env=env, check=True,
     ).stdout.strip()  # fmt: skip
-    commit = git(repo, "commit-tree", tree, "-m", "objects")
-    git(repo, "update-ref", names.task_ref("20260101-000000-aaaaaa", "t"), commit)
+    commit = git(repo, "commit-tree", tree, "-m", task)
+    git(repo, "update-ref", names.task_ref(RUN, task), commit)
 
 
-def test_tidy_objects_packs_as_a_fetch_would_under_the_users_settings(tmp_path: Path) -> None:
+def test_tidy_objects_rolls_what_a_run_added_into_one_pack(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, {"f": "x\n"})
-    _loose(repo, 2000)
-    # git's default threshold (6,700 loose objects) is not met: a fetch would leave them.
-    untouched = tidy_objects(repo)
-    assert untouched.ran and untouched.after == untouched.before
-    assert untouched.before.loose >= 2000
-
-    git(repo, "config", "gc.auto", "256")  # the user's own, lower threshold counts
+    git(repo, "repack", "-a", "-d", "-q")  # the user's store: one pack
+    for k in range(6):  # a pack per task, as intake leaves them
+        _loose(repo, 20, f"p{k}")
+        git(repo, "repack", "-d", "-q")
+    _loose(repo, 300, "merges")  # and loose objects, as merges leave them
     tidied = tidy_objects(repo)
     assert tidied.ran, tidied.note
-    assert tidied.after.loose < 50 and tidied.after.packs == 1
-    assert git(repo, "cat-file", "-t", f"{names.task_ref('20260101-000000-aaaaaa', 't')}:f7")
+    assert tidied.before.packs == 7 and tidied.before.loose >= 300
+    assert tidied.after.loose == 0 and tidied.after.packs <= 2
+    for k in range(6):
+        assert git(repo, "cat-file", "-t", f"{names.task_ref(RUN, f'p{k}')}:f7") == "blob"
+
+
+def test_tidy_objects_leaves_a_store_a_fetch_would_leave(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"f": "x\n"})
+    git(repo, "repack", "-a", "-d", "-q")
+    _loose(repo, 20, "t")  # under fetch.unpackLimit: git leaves these loose after a fetch
+    tidied = tidy_objects(repo)
+    assert tidied.ran and tidied.after == tidied.before
 
 
 def test_tidy_objects_does_nothing_when_the_user_turned_it_off(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, {"f": "x\n"})
-    _loose(repo, 2000)
-    git(repo, "config", "gc.auto", "256")
-    git(repo, "config", "maintenance.auto", "false")
-    off = tidy_objects(repo)
-    assert not off.ran and "maintenance.auto" in off.note
-    assert store(repo) == off.before
+    _loose(repo, 300, "t")
+    for key, value in (("maintenance.auto", "false"), ("gc.auto", "0")):
+        git(repo, "config", key, value)
+        off = tidy_objects(repo)
+        assert not off.ran and key in off.note
+        assert store(repo) == off.before
+        git(repo, "config", "--unset", key)
+    assert tidy_objects(repo).after.loose == 0
 
 
 def test_rm_and_prune_have_help() -> None:
