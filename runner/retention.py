@@ -10,13 +10,13 @@ import os
 import re
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from runner import git, names
-from runner.errors import GitError, InputError
+from runner.errors import GitError, InputError, RunnerError
 from runner.gc import run_alive
 from runner.journal import JournalError, read_journal
 from runner.sandbox.caches import parse_time
@@ -273,6 +273,8 @@ def remove_run(repo: Path, root: Path, entry: RunEntry) -> None:
     Raises InputError when refuse_removal says no. Its caches' last use is recorded first,
     so removing runs does not make their caches look unused.
     """
+    if entry.dir is not None and run_alive(entry.dir):  # resumed since it was listed
+        entry = replace(entry, alive=True)
     if why := refuse_removal(repo, entry):
         raise InputError(why, hint="wait for it to end, or switch that checkout to a branch")
     if entry.dir is not None:
@@ -281,7 +283,13 @@ def remove_run(repo: Path, root: Path, entry: RunEntry) -> None:
         lines = "".join(f"delete {ref}\n" for ref in entry.refs)
         git.git(repo, "update-ref", "--stdin", input=lines.encode())
     if entry.dir is not None:
-        shutil.rmtree(entry.dir)
+        try:
+            shutil.rmtree(entry.dir)
+        except OSError as exc:
+            raise RunnerError(
+                f"run {entry.run_id}: its refs are gone, but not all of {entry.dir}: {exc}",
+                hint=f"remove the rest by hand (sudo rm -r {entry.dir} if a sandbox's uid owns it)",
+            ) from None
 
 
 def prunable(entries: Iterable[RunEntry], cutoff: datetime) -> tuple[list[RunEntry], list[str]]:
