@@ -527,12 +527,118 @@ def gc_cmd(
     caches: Annotated[
         bool, typer.Option(help="Also remove the cache volumes of --repo (or --all repos).")
     ] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="With --caches: only caches not used for this long (14d, 12h)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Remove nothing: list the caches with sizes, and what would go.")
+    ] = False,
 ) -> None:
-    """Remove what runs left in Docker (by label) and stale workspaces."""
+    """Remove what runs left in Docker (by label) and stale workspaces; with --caches, cache
+    volumes (all of the repo's, or those unused for --older-than)."""
     from runner.gc import collect_garbage
 
-    for line in collect_garbage(Settings(), repo, all_runs=all_runs, caches=caches):
+    age = None
+    if older_than is not None:
+        from runner.retention import parse_age
+
+        age = parse_age(older_than)
+    lines = collect_garbage(
+        Settings(), repo, all_runs=all_runs, caches=caches, older_than=age, dry_run=dry_run
+    )
+    for line in lines:
         print(line)
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+@app.command("rm")
+@guarded
+def rm_cmd(
+    runs: Annotated[
+        list[str], typer.Argument(help="Run ids, unique prefixes of them, or `latest`.")
+    ],
+    repo: Annotated[Path, typer.Option(help="The git checkout whose runs they are.")] = Path("."),
+    yes: YesOpt = False,
+) -> None:
+    """Remove runs: their refs, integration branch, state dir and logs (asks unless --yes).
+    A run whose coordinator still runs is refused."""
+    from runner import git
+    from runner.coordinator import state_root
+    from runner.retention import describe, find, list_runs, refuse_removal, remove_run
+
+    top = git.toplevel(repo)
+    root = state_root(top, Settings().state_dir)
+    entries = list_runs(top, root)
+    chosen = list({e.run_id: e for e in (find(entries, which) for which in runs)}.values())
+    for entry in chosen:
+        if why := refuse_removal(top, entry):
+            raise InputError(why, hint="wait for it to end, or switch that checkout to a branch")
+    _confirm([describe(e) for e in chosen], yes)
+    for entry in chosen:
+        remove_run(top, root, entry)
+        print(f"removed run {entry.run_id}")
+
+
+@app.command("prune")
+@guarded
+def prune_cmd(
+    older_than: Annotated[
+        str, typer.Option(help="Remove runs that ended longer ago than this (7d, 12h, 2w).")
+    ],
+    repo: Annotated[Path, typer.Option(help="The git checkout whose runs they are.")] = Path("."),
+    caches: Annotated[
+        bool, typer.Option(help="Also the repo's cache volumes not used for that long.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="List what would go; remove nothing.")] = False,
+    yes: YesOpt = False,
+) -> None:
+    """Remove finished runs older than --older-than (refs, branch, state, logs). Runs in
+    progress, and runs that died without an end, are kept."""
+    from runner import git
+    from runner.coordinator import state_root
+    from runner.retention import describe, list_runs, now, parse_age, prunable, remove_run
+
+    age = parse_age(older_than)
+    top = git.toplevel(repo)
+    settings = Settings()
+    root = state_root(top, settings.state_dir)
+    remove, notes = prunable(list_runs(top, root), now() - age)
+    for note in notes:
+        print(note)
+    if not remove:
+        print(f"no finished run older than {older_than}")
+    elif dry_run:
+        for entry in remove:
+            print("would remove " + describe(entry))
+    else:
+        _confirm([describe(e) for e in remove], yes)
+        for entry in remove:
+            remove_run(top, root, entry)
+            print(f"removed run {entry.run_id}")
+    if caches:
+        from runner.gc import collect_garbage
+
+        lines = collect_garbage(
+            settings, top, all_runs=False, caches=True, older_than=age, dry_run=dry_run,
+            only_caches=True,
+        )  # fmt: skip
+        for line in lines:
+            print(line)
+
+
+def _confirm(what: list[str], yes: bool) -> None:
+    """List what goes, then ask (on a terminal); off a terminal, --yes is required."""
+    for line in what:
+        print(line)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError("not removed: confirmation needed", hint="pass --yes to remove them")
+    if not typer.confirm(f"remove {len(what)} run(s)?", default=False):
+        raise typer.Exit(1)
 
 
 @app.command("demo")

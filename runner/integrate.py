@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import git
+from runner.core.overlap import meeting_pairs, paths_from_raw
 from runner.core.results import Conflict
 
 
@@ -22,15 +23,49 @@ class WaveMerge:
 
 
 def pairwise(repo: Path, commits: dict[str, str], base: str) -> dict[tuple[str, str], list[str]]:
-    """Conflicting files for every pair of a wave's task commits (merge-tree, no work tree)."""
+    """Conflicting files for every pair of a wave's task commits (merge-tree, no work tree).
+
+    Only pairs whose changed paths meet are merged (runner.core.overlap): the others cannot
+    conflict, and one merge-tree per pair made this quadratic in git processes (issue 8).
+    """
     ids = list(commits)
+    if len(ids) < 2:
+        return {}
+    changed = _changed_paths(repo, commits, base)
+    pairs = (
+        meeting_pairs(changed)
+        if changed is not None
+        else {(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]}
+    )
+    pos = {task: i for i, task in enumerate(ids)}
     found = {}
-    for i, a in enumerate(ids):
-        for b in ids[i + 1 :]:
-            outcome = git.merge_tree(repo, commits[a], commits[b], base)
-            if not outcome.clean:
-                found[(a, b)] = outcome.conflicts
+    for a, b in sorted(pairs, key=lambda p: (pos[p[0]], pos[p[1]])):
+        outcome = git.merge_tree(repo, commits[a], commits[b], base)
+        if not outcome.clean:
+            found[(a, b)] = outcome.conflicts
     return found
+
+
+def _changed_paths(repo: Path, commits: dict[str, str], base: str) -> dict[str, set[str]] | None:
+    """Each task's changed paths against base: one git process for the whole wave.
+
+    None when git's answer misses a commit: then every pair is checked, never fewer."""
+    lines = "".join(f"{c} {base}\n" for c in dict.fromkeys(commits.values()))
+    raw = git.git(
+        repo,
+        "diff-tree",
+        "--stdin",
+        "--always",
+        "-r",
+        "-t",
+        "--no-renames",
+        "-z",
+        input=lines.encode(),
+    ).stdout
+    by_commit = paths_from_raw(raw.decode("utf-8", "replace"))
+    if not set(commits.values()) <= by_commit.keys():
+        return None
+    return {task: by_commit[commit] for task, commit in commits.items()}
 
 
 def merge_wave(

@@ -67,3 +67,23 @@ def cache_volume(repo_key: str, role: str, task_id: str = "") -> str:
     """A task's cache (per repo and task) or verify's (one per repo); never the same name."""
     kind = f"task-{task_id}" if role == "task" else "verify"
     return f"runner-cache-{repo_key}-{kind}"
+
+
+RUN_REF_ROOTS = ("refs/runner/", "refs/heads/runner/")
+"""Where every run's refs live (for listing them all: `runner prune`, `runner rm`)."""
+
+
+def run_of_ref(ref: str) -> str | None:
+    """The run a ref belongs to (one of its run refs or its integration branch), or None."""
+    if ref.startswith("refs/runner/"):
+        run_id = ref.removeprefix("refs/runner/").split("/", 1)[0]
+        return run_id if ref.startswith(run_refs(run_id)) and run_id else None
+    parts = ref.removeprefix("refs/heads/runner/").split("/")
+    if ref.startswith("refs/heads/runner/") and len(parts) == 2 and parts[0]:
+        return parts[0] if ref == integration_ref(parts[0]) else None
+    return None
+
+
+def cache_record(state_root: Path) -> Path:
+    """When each of the repo's cache volumes was last used (retention: `runner gc --caches`)."""
+    return state_root / "caches.json"

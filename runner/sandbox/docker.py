@@ -43,6 +43,7 @@ from runner.errors import InputError, RunnerError, SandboxError
 from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
 from runner.sandbox.base import Collected, Execution, Gateway, SandboxBackend, SandboxSpec
+from runner.sandbox.caches import CacheVolume, from_attrs
 from runner.sandbox.disk import DiskGuard
 from runner.sandbox.egress import EgressProxies
 from runner.sandbox.logpump import METRICS_MARK, LogPump
@@ -593,6 +594,32 @@ class DockerBackend(SandboxBackend):
                 if exc.status_code not in (404, 409):
                     raise
         return removed
+
+    def cache_volumes(
+        self, repo_key: str | None = None, *, sizes: bool = False
+    ) -> list[CacheVolume]:
+        """The runner's cache volumes (by label): of one repo (by its key), or every repo's.
+        sizes: with their disk usage and use (`docker system df -v`)."""
+        if sizes:
+            found = _call(self.client.df).get("Volumes") or []
+        else:
+            found = [v.attrs for v in _call(self.client.volumes.list, filters={"label": L.CACHE})]
+        volumes = [from_attrs(attrs) for attrs in found]
+        return [v for v in volumes if v and (repo_key is None or v.repo_key == repo_key)]
+
+    def remove_cache(self, name: str, repo_key: str) -> bool:
+        """Remove one cache volume of repo_key; False when a sandbox uses it or it is gone.
+        A volume without the runner's label for that repo is never removed."""
+        try:
+            volume = _call(self.client.volumes.get, name)
+            if (volume.attrs.get("Labels") or {}).get(L.CACHE) != repo_key:
+                return False
+            _call(volume.remove)
+        except docker.errors.APIError as exc:
+            if exc.status_code in (404, 409):  # gone already; in use by a running sandbox
+                return False
+            raise SandboxError(f"cannot remove cache volume {name}: {exc.explanation}") from None
+        return True
 
 
 def _kill(container: Container) -> None:
