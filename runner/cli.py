@@ -355,6 +355,12 @@ def execute(
             with Progress(err, journal, live=live) as progress:
                 coordinator.observer = progress
                 result = coordinator.run()
+            # Leave the object store as tidy as a `git fetch` would (never fails the run).
+            from runner.retention import after_run
+
+            tidied = after_run(prepared.repo, root, coordinator.run_dir)
+            if tidied.note:
+                err.print(f"[yellow]note:[/] {escape(tidied.note)}", soft_wrap=True)
         finally:
             write_result(coordinator.result)
             append_usage(coordinator.result, root / "usage.jsonl")

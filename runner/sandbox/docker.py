@@ -595,6 +595,7 @@ class DockerBackend(SandboxBackend):
                     raise
         return removed
 
+    @_docker_op("listing cache volumes")
     def cache_volumes(
         self, repo_key: str | None = None, *, sizes: bool = False
     ) -> list[CacheVolume]:
@@ -607,6 +608,7 @@ class DockerBackend(SandboxBackend):
         volumes = [from_attrs(attrs) for attrs in found]
         return [v for v in volumes if v and (repo_key is None or v.repo_key == repo_key)]
 
+    @_docker_op(lambda self, name, *_: f"removing cache volume {name}")
     def remove_cache(self, name: str, repo_key: str) -> bool:
         """Remove one cache volume of repo_key; False when a sandbox uses it or it is gone.
         A volume without the runner's label for that repo is never removed."""
