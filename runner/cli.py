@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from runner import cli_costs, cli_runs
+from runner import cli_costs, cli_runs, names
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
@@ -347,7 +347,6 @@ def execute(
     )
     with repo_lock(root, coordinator.run_id):
         try:
-            from runner import names
             from runner.progress import Progress
 
             # On a terminal a live table, elsewhere one line per state change: both on stderr.
@@ -363,7 +362,7 @@ def execute(
                 err.print(f"[yellow]note:[/] {escape(tidied.note)}", soft_wrap=True)
         finally:
             write_result(coordinator.result)
-            append_usage(coordinator.result, root / "usage.jsonl")
+            append_usage(coordinator.result, names.usage_log(root))
             if on_end is not None:
                 on_end(coordinator.result)
     return result
@@ -442,7 +441,7 @@ def report_cmd(
     if junit is None and html is None:
         raise InputError("no report asked for", hint="give --junit PATH and/or --html PATH")
     run_dir = find_run(state_root(git.toplevel(repo), Settings().state_dir), run)
-    path = run_dir / "result.json"
+    path = names.result_path(run_dir)
     try:
         result = RunResult.model_validate_json(path.read_bytes())
     except FileNotFoundError:

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runner import git
+from runner import git, names
 from runner.core.plan import parse_plan
 from runner.core.projection import Replay, replay
 from runner.core.results import RunStatus
@@ -59,7 +59,7 @@ def load_run_plan(
 
     top = git.toplevel(repo)
     run_dir = find_run(state_root(top, settings.state_dir), which)
-    read = read_journal(run_dir / "journal.jsonl")
+    read = read_journal(names.journal_path(run_dir))
     try:
         done = replay(read.events)
     except BadEvent as exc:
