@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +75,7 @@ class World:
         return refs, files
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("fuzz")
+def make_world(root: Path) -> World:
     repo = root / "repo"
     for rel in ("README.md", "src/a.py", "src/db/m.sql", "docs/x.md", "contracts/api.txt"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +87,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     (root / "plans").mkdir()
     (root / "plans" / "mine.yaml").write_text("network: none\n")  # a policy file by path
     (root / "tmp").mkdir()
-    yield World(repo, root / "plans", root / "tmp")
+    return World(repo, root / "plans", root / "tmp")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("fuzz"))
 
 
 @pytest.fixture(autouse=True)
