@@ -39,6 +39,8 @@ FUZZ = settings(
     max_examples=150,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# For spaces that are small (a few fields, a few values) or slow per example (a policy file).
+FUZZ_SMALL = settings(FUZZ, max_examples=60)
 ENVIRON = {"PRESENT": "value"}
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -352,7 +354,7 @@ _dup_lines = st.tuples(
 )
 
 
-@FUZZ
+@FUZZ_SMALL
 @given(st.lists(_dup_lines, max_size=6))
 def test_fuzz_duplicate_keys(world: World, extra: list[tuple[str, str]]) -> None:
     # Duplicate keys cannot be made through a dict: written as text, each must be refused.
@@ -364,7 +366,7 @@ def test_fuzz_duplicate_keys(world: World, extra: list[tuple[str, str]]) -> None
         assert "duplicate key" in str(outcome)
 
 
-@FUZZ
+@FUZZ_SMALL
 @given(st.lists(_docs, max_size=3), st.dictionaries(st.sampled_from(list(Policy.model_fields)),
                                                      _any, max_size=4))  # fmt: skip
 def test_fuzz_policy_files(world: World, junk: list[Any], fields: dict[str, Any]) -> None:
