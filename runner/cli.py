@@ -12,9 +12,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -65,13 +66,33 @@ def guarded(fn: F) -> F:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:  # a model of the runner's own: a bug
+                _crash()
+            # Settings are read from RUNNER_* variables when a command begins.
+            said = _settings_error(exc)
+            err.print(f"[red]error:[/] {escape(str(said))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(said.exit_code) from None
         except Exception:
-            crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
-            crash.write_text(traceback.format_exc())
-            err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
-            raise typer.Exit(3) from None
+            _crash()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _settings_error(exc: ValidationError) -> InputError:
+    problems = []
+    for e in exc.errors():
+        name = "RUNNER_" + str(e["loc"][0]).upper() if e["loc"] else "a RUNNER_ variable"
+        problems.append(f"environment variable {name}: {e['msg'].removeprefix('Value error, ')}")
+    return InputError("; ".join(problems), hint="fix or unset it (`env | grep ^RUNNER_`)")
+
+
+def _crash() -> NoReturn:
+    """An exception that is no user's error: a bug. Its traceback goes to a file."""
+    crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
+    crash.write_text(traceback.format_exc())
+    err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
+    raise typer.Exit(3) from None
 
 
 def _version() -> str:
