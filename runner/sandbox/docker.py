@@ -593,11 +593,20 @@ class DockerBackend(SandboxBackend):
         return len(found)
 
     def _remove_networks(self, filters: list[str]) -> int:
-        found = self._networks(filters)
-        for n in found:
-            with contextlib.suppress(docker.errors.NotFound):
+        removed = 0
+        for n in self._networks(filters):
+            try:
                 _call(n.remove)
-        return len(found)
+                removed += 1
+            except docker.errors.NotFound:
+                removed += 1  # gone already
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (400, 403, 409):
+                    raise
+                # Still in use (a sandbox of a live run, a service of another backend): it is
+                # that run's to remove; the rest of the cleanup goes on.
+                log.warning("network in use: kept", network=n.name, why=exc.explanation)
+        return removed
 
     @_docker_op("removing cache volumes")
     def remove_caches(self, repo_key: str | None = None) -> int:
