@@ -1,0 +1,147 @@
+"""Input keys, definition and policy hashes, reuse lookup and drift: pure (runner.core.inputs)."""
+
+from __future__ import annotations
+
+from runner.core.inputs import (
+    Candidate,
+    KeyParts,
+    RunInputs,
+    definition_hash,
+    digest,
+    drift,
+    find_reusable,
+    input_key,
+    notes,
+    policy_hash,
+    task_definition,
+)
+from runner.core.plan import Plan
+from runner.core.policy import Policy
+from runner.core.usage import Usage
+
+
+def _plan(**task: object) -> Plan:
+    return Plan.model_validate({"tasks": [{"id": "a", "run": "echo a", **task}]})
+
+
+def test_digest_is_canonical_key_order_and_spacing_do_not_matter() -> None:
+    assert digest({"b": 1, "a": [1, 2]}) == digest({"a": [1, 2], "b": 1})
+    assert digest({"a": 1}).startswith("sha256:") and len(digest({"a": 1})) == 7 + 64
+    assert digest({"a": 1}) != digest({"a": 2})
+
+
+def test_definition_fills_the_plans_defaults_and_names_env_without_values() -> None:
+    plan = _plan(env=["TOKEN", "API"])
+    d = task_definition(plan.tasks[0], plan)
+    assert d["env"] == ["API", "TOKEN"]
+    assert d["image"] == plan.image and d["policy"] == "default" and d["timeout"] == plan.timeout
+    # Stated explicitly or by default: the same task, the same hash.
+    explicit = _plan(env=["API", "TOKEN"], image=plan.image, policy="default", timeout=1800)
+    assert definition_hash(explicit.tasks[0], explicit) == definition_hash(plan.tasks[0], plan)
+
+
+def test_definition_hash_changes_with_what_the_task_does() -> None:
+    base = _plan()
+    h = definition_hash(base.tasks[0], base)
+    for change in (
+        {"run": "echo b"},
+        {"scope": ["src/**"]},
+        {"deny": ["secret/**"]},
+        {"env": ["X"]},
+        {"image": "mine:1"},
+        {"policy": "open"},
+        {"timeout": 5},
+        {"retries": 2},
+    ):
+        other = _plan(**change)
+        assert definition_hash(other.tasks[0], other) != h, change
+    # The id and the dependencies are not what it does (its start tree says what it got).
+    renamed = Plan.model_validate({"tasks": [{"id": "b", "run": "echo a"}]})
+    assert definition_hash(renamed.tasks[0], renamed) == h
+
+
+def test_policy_hash_is_of_the_resolved_content() -> None:
+    assert policy_hash(Policy()) == policy_hash(Policy(memory="1g"))  # 1 GiB is the default
+    assert policy_hash(Policy()) != policy_hash(Policy(memory="512m"))
+
+
+def _parts(**change: str | None) -> KeyParts:
+    parts = {
+        "definition": "sha256:d",
+        "start_tree": "t1",
+        "shared_tree": None,
+        "image_id": "sha256:i",
+        "policy": "sha256:p",
+    }
+    return KeyParts.model_validate(parts | change)
+
+
+def test_input_key_changes_with_every_part() -> None:
+    key = input_key(_parts())
+    assert key == input_key(_parts())
+    for name, value in (
+        ("definition", "sha256:e"),
+        ("start_tree", "t2"),
+        ("shared_tree", "s"),
+        ("image_id", "sha256:j"),
+        ("policy", "sha256:q"),
+    ):
+        assert input_key(_parts(**{name: value})) != key, name
+
+
+def _cand(run: str, key: str, **more: object) -> Candidate:
+    fields = {"run": run, "task": "a", "key": key, "commit": f"c-{run}", "start_commit": "s"}
+    return Candidate.model_validate(fields | more)
+
+
+def test_find_reusable_takes_the_newest_match_still_in_the_repo() -> None:
+    cands = [_cand("r1", "k"), _cand("r2", "other"), _cand("r3", "k")]
+    found = find_reusable("k", cands, lambda c: True)
+    assert found is not None and found.run == "r3" and found.commit == "c-r3"
+    gone = find_reusable("k", cands, lambda c: c != "c-r3")
+    assert gone is not None and gone.run == "r1"
+    assert find_reusable("k", cands, lambda c: c == "s") is None
+    assert find_reusable("nope", cands, lambda c: True) is None
+
+
+def test_reuse_saves_what_the_original_attempts_used_even_through_a_reuse() -> None:
+    used = Usage(tokens=100, cost_usd=0.5, cost_source="reported")
+    first = _cand("r1", "k", usage=used.model_dump())
+    got = find_reusable("k", [first], lambda c: True)
+    assert got is not None and got.usage == used
+    # r2 reused r1's work (spent nothing): reusing r2 saves what r1 spent.
+    second = _cand("r2", "k", reused_from=got.model_dump())
+    again = find_reusable("k", [first, second], lambda c: True)
+    assert again is not None and again.run == "r2" and again.usage == used
+
+
+def _inputs(**change: object) -> RunInputs:
+    base = {
+        "plan": "plan.yaml",
+        "base_commit": "b",
+        "images": {"runner/sandbox:1": "sha256:aaa", "mine:1": "sha256:bbb"},
+        "policies": {"default": "sha256:ppp"},
+        "runner_version": "0.1.0",
+        "backend": "docker",
+        "daemon_version": "27.0",
+    }
+    return RunInputs.model_validate(base | change)
+
+
+def test_drift_names_the_image_or_policy_that_changed_or_is_gone() -> None:
+    pinned = _inputs()
+    assert drift(pinned, _inputs()) == []
+    changed = _inputs(images={"runner/sandbox:1": "sha256:aaa", "mine:1": "sha256:ccc"})
+    [(kind, what)] = drift(pinned, changed)
+    assert kind == "image" and "mine:1 changed" in what
+    gone = _inputs(images={"runner/sandbox:1": "sha256:aaa", "mine:1": None})
+    assert drift(pinned, gone) == [("image", "image mine:1 is gone (pinned sha256:bbb)")]
+    policy = _inputs(policies={"default": "sha256:qqq"})
+    assert [k for k, _ in drift(pinned, policy)] == ["policy"]
+
+
+def test_versions_are_notes_not_drift() -> None:
+    newer = _inputs(runner_version="0.2.0", daemon_version="28.0")
+    assert drift(_inputs(), newer) == []
+    said = notes(_inputs(), newer)
+    assert len(said) == 2 and "0.1.0 -> 0.2.0" in said[0]
