@@ -89,7 +89,7 @@ def pin_inputs(prepared: Prepared, backend: SandboxBackend, backend_name: str) -
     names_of = {"": plan.policy} | {t.id: t.policy or plan.policy for t in plan.tasks}
     shared_tree = None
     if plan.shared:
-        shared_tree = reapply.tree_of(prepared.repo, f"{prepared.base_commit}:{plan.shared}")
+        shared_tree = reapply.tree_of(prepared.repo, prepared.base_commit, plan.shared)
     collector = getattr(backend, "collector_image", None)
     return RunInputs(
         plan=prepared.doc.source,

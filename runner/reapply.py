@@ -17,11 +17,13 @@ from runner.core.inputs import Candidate
 from runner.core.results import RunResult, TaskStatus
 
 
-def tree_of(repo: Path, rev: str) -> str | None:
-    """The tree id of a commit (or of `COMMIT:PATH`); None when there is none."""
-    proc = git.git(
-        repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{tree}}", check=False
-    )
+def tree_of(repo: Path, commit: str, path: str | None = None) -> str | None:
+    """The tree id of a commit, or of a directory in it; None when there is none."""
+    # `C:PATH^{tree}` would read `PATH^{tree}` as the path: a directory is checked by type.
+    if path is not None and not git.is_dir_at(repo, commit, path):
+        return None
+    rev = f"{commit}:{path}" if path is not None else f"{commit}^{{tree}}"
+    proc = git.git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", rev, check=False)
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
