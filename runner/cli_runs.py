@@ -346,7 +346,8 @@ def _print_inputs(view: RunView, task: str | None) -> None:
             lines.append(f"reused: {t.id} from run {r.run} task {r.task} commit {r.commit}")
     if task is not None:
         view.task(task)  # a clear error for an unknown task
-        lines = [ln for ln in lines if ln.split(" ", 2)[:2] in (["task:", task], ["key:", task])]
+        mine = (["task:", task], ["key:", task], ["reused:", task])
+        lines = [ln for ln in lines if ln.split(" ", 2)[:2] in mine]
     print("\n".join(lines))
 
 

@@ -145,3 +145,91 @@ def test_versions_are_notes_not_drift() -> None:
     assert drift(_inputs(), newer) == []
     said = notes(_inputs(), newer)
     assert len(said) == 2 and "0.1.0 -> 0.2.0" in said[0]
+
+
+def _journal() -> list[dict[str, object]]:
+    parts = _parts().model_dump()
+    used = {"tokens": 1200, "cost_usd": 0.25, "cost_source": "reported"}
+    source = {"run": "r1", "task": "a", "commit": "c1", "start_commit": "s1", "usage": used}
+    return [
+        {
+            "seq": 1,
+            "event": "planned",
+            "time": "2026-11-25T22:00:00+00:00",
+            "run_id": "r2",
+            "repo": "/repo",
+            "plan": "plan.yaml",
+            "base": "HEAD",
+            "base_commit": "b",
+            "integration_ref": "refs/heads/runner/r2/integration",
+            "state_dir": "/state",
+            "waves": [["a", "b"]],
+            "tasks": [{"id": "a", "wave": 1}, {"id": "b", "wave": 1}],
+            "inputs": _inputs().model_dump(mode="json"),
+            "replays": "r0",
+            "reuse": True,
+        },
+        {
+            "seq": 2,
+            "event": "wave_started",
+            "time": "t",
+            "wave": 1,
+            "tasks": ["a", "b"],
+            "start": "b",
+        },
+        {
+            "seq": 3,
+            "event": "task_queued",
+            "time": "t",
+            "task": "a",
+            "wave": 1,
+            "start": "b",
+            "key": input_key(_parts()),
+            "key_parts": parts,
+        },
+        {
+            "seq": 4,
+            "event": "reused",
+            "time": "t",
+            "task": "a",
+            "source": source,
+            "ref": "refs/runner/r2/task/a",
+            "commit": "c2",
+            "files_changed": ["a/x"],
+        },
+        {"seq": 5, "event": "task_queued", "time": "t", "task": "b", "wave": 1, "start": "b"},
+    ]
+
+
+def test_the_result_projects_pins_keys_and_reuse_from_the_journal() -> None:
+    from runner.core.projection import replay
+
+    r = replay(_journal())
+    res = r.result
+    assert res.inputs == _inputs() and res.replays == "r0" and r.reuse
+    a, b = res.task("a"), res.task("b")
+    assert a.key == input_key(_parts()) and a.key_parts == _parts()
+    assert a.reused_from is not None and a.reused_from.run == "r1"
+    assert (a.ref, a.commit, a.files_changed, a.attempts) == (
+        "refs/runner/r2/task/a",
+        "c2",
+        ["a/x"],
+        0,
+    )
+    assert b.key is None and b.reused_from is None  # queued by a runner that pinned nothing
+    assert res.saved is not None and res.saved.tokens == 1200 and res.saved.cost_usd == 0.25
+    assert res.usage is None  # nothing was spent in this run
+
+
+def test_status_shows_where_reused_work_is() -> None:
+    from runner.core.runstate import project
+
+    s = project(_journal())
+    a = s.task("a")
+    assert (a.reused_from, a.ref, a.commit, a.kept, a.files_changed) == (
+        "r1",
+        "refs/runner/r2/task/a",
+        "c2",
+        "refs/runner/r2/task/a",
+        1,
+    )
