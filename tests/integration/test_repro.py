@@ -233,3 +233,36 @@ def test_a_rebuilt_image_runs_its_tasks_again_and_rerun_refuses(
     assert f"image {user_image.tag} changed" in allowed.stderr  # said, as a note
     bad = runner_cli("rerun", r1["run_id"], "--repo", str(repo), "--allow-drift", "imgae")
     assert bad.returncode == 2 and "imgae" in bad.stderr
+
+
+def test_reapply_makes_a_fresh_commit_on_the_new_start_or_none_on_a_conflict(
+    tmp_path: Path,
+) -> None:
+    from runner.reapply import reapply, tree_of
+    from tests.integration.conftest import make_repo
+
+    repo = make_repo(tmp_path, {"a.txt": "1\n", "b.txt": "1\n"})
+    start = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "-b", "task")
+    (repo / "a.txt").write_text("task\n")
+    git(repo, "commit", "-qam", "task")
+    work = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    (repo / "b.txt").write_text("2\n")
+    git(repo, "commit", "-qam", "moved on")
+    moved = git(repo, "rev-parse", "HEAD")
+
+    fresh = reapply(repo, start, work, moved, "reused")
+    assert fresh is not None and fresh != work
+    assert git(repo, "rev-parse", f"{fresh}^@") == moved  # one parent: the new start
+    assert (
+        git(repo, "show", f"{fresh}:a.txt") == "task" and git(repo, "show", f"{fresh}:b.txt") == "2"
+    )
+    # On the old start it gives the old work's tree again (a new commit, the same tree).
+    same = reapply(repo, start, work, start, "reused")
+    assert same is not None and same != work and tree_of(repo, same) == tree_of(repo, work)
+
+    (repo / "a.txt").write_text("other\n")
+    git(repo, "commit", "-qam", "conflicting")
+    assert reapply(repo, start, work, git(repo, "rev-parse", "HEAD"), "reused") is None
+    assert tree_of(repo, start, "nope") is None and tree_of(repo, start, "a.txt") is None
