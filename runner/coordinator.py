@@ -106,6 +106,7 @@ def pin_inputs(prepared: Prepared, backend: SandboxBackend, backend_name: str) -
             for t in plan.tasks
         },
         images={name: found.get(name) for name in sorted(used)},
+        image_digests=backend.image_digests(used),
         verify_image=plan.image if plan.verify else None,
         collector_image=collector if isinstance(collector, str) else None,
         policies={names_of[k]: policy_hash(pol) for k, pol in prepared.policies.items()},

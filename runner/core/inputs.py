@@ -82,6 +82,8 @@ class RunInputs(_Doc):
     tasks: dict[str, TaskInputs] = {}
     images: dict[str, str | None] = {}
     """Every image used (tasks, verify, collector, proxy) -> its id (None: not found)."""
+    image_digests: dict[str, list[str]] = {}
+    """Those that came from a registry -> their repo digests (built here: none)."""
     verify_image: str | None = None
     collector_image: str | None = None
     policies: dict[str, str] = {}
@@ -196,7 +198,8 @@ def describe(inputs: RunInputs, starts: Mapping[str, str | None]) -> list[str]:
     if inputs.shared:
         out.append(f"shared: {inputs.shared} tree {inputs.shared_tree or '-'}")
     for name, image_id in sorted(inputs.images.items()):
-        out.append(f"image: {name} {image_id or 'not found'}")
+        digests = " ".join(inputs.image_digests.get(name, []))
+        out.append(f"image: {name} {image_id or 'not found'}" + (f" {digests}" if digests else ""))
     for name, h in sorted(inputs.policies.items()):
         out.append(f"policy: {name} {h}")
     for task_id, t in inputs.tasks.items():

@@ -74,6 +74,7 @@ def test_rerun_replays_a_run_with_the_same_pinned_inputs(run_plan: RunPlan, tmp_
     assert pins["plan_hash"].startswith("sha256:") and pins["base_commit"] == r1["base_commit"]
     assert set(pins["tasks"]) == {"a", "b", "c"}
     assert pins["images"]["runner/sandbox:1"].startswith("sha256:")
+    assert pins["image_digests"] == {}  # built here, never pulled: no repo digests
     assert pins["verify_image"] == "runner/sandbox:1" and pins["collector_image"]
     assert pins["policies"]["default"].startswith("sha256:")
     assert pins["backend"] == "docker" and pins["daemon_version"] and pins["runner_version"]

@@ -233,3 +233,18 @@ def test_status_shows_where_reused_work_is() -> None:
         "refs/runner/r2/task/a",
         1,
     )
+
+
+def test_show_inputs_prints_one_line_per_pin_with_digests_when_any() -> None:
+    from runner.core.inputs import TaskInputs, describe
+
+    pins = _inputs(
+        image_digests={"mine:1": ["mine@sha256:feed"]},
+        tasks={"a": TaskInputs(definition="sha256:d", image="mine:1", policy="default")},
+    )
+    lines = describe(pins, {"a": "s1"})
+    assert "image: mine:1 sha256:bbb mine@sha256:feed" in lines
+    assert "image: runner/sandbox:1 sha256:aaa" in lines
+    assert "policy: default sha256:ppp" in lines
+    assert "task: a definition sha256:d image mine:1 policy default start s1" in lines
+    assert "backend: docker (daemon 27.0)" in lines and "runner: 0.1.0" in lines
