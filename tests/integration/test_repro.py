@@ -267,3 +267,31 @@ def test_reapply_makes_a_fresh_commit_on_the_new_start_or_none_on_a_conflict(
     git(repo, "commit", "-qam", "conflicting")
     assert reapply(repo, start, work, git(repo, "rev-parse", "HEAD"), "reused") is None
     assert tree_of(repo, start, "nope") is None and tree_of(repo, start, "a.txt") is None
+
+
+def test_a_changed_policy_runs_its_tasks_again_and_rerun_refuses_naming_it(
+    run_plan: RunPlan, tmp_path: Path
+) -> None:
+    plan_text = """\
+        policy: mine.yaml
+        tasks:
+          - id: t
+            scope: ["t/**"]
+            run: mkdir t && echo t > t/x.txt
+        """
+    first = run_plan(plan_text, {"README.md": "hi\n"}, extra={"mine.yaml": "memory: 512m\n"})
+    assert first.code == 0, first.stderr
+    repo, r1 = first.repo, first.result
+    assert set(r1["inputs"]["policies"]) == {"mine.yaml"}
+    (tmp_path / "mine.yaml").write_text("memory: 768m\n")
+
+    proc = runner_cli("rerun", r1["run_id"], "--repo", str(repo))
+    assert proc.returncode == 2 and "policy mine.yaml changed" in proc.stderr, proc.stderr
+    assert "--allow-drift policy" in proc.stderr
+    r2 = _run(repo, tmp_path / "plan.yaml", "--reuse")
+    assert r2["status"] == "success" and _started(repo, r2["run_id"]) == {"t"}
+    assert r2["tasks"][0]["key_parts"]["policy"] != r1["tasks"][0]["key_parts"]["policy"]
+    (tmp_path / "mine.yaml").write_text("memory: 512m\n")  # back as pinned: it replays
+    again = runner_cli("rerun", r1["run_id"], "--repo", str(repo), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["inputs"] == r1["inputs"]
