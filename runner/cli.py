@@ -12,13 +12,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from runner import cli_costs, cli_runs
+from runner import cli_costs, cli_runs, names
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
@@ -65,13 +66,33 @@ def guarded(fn: F) -> F:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:  # a model of the runner's own: a bug
+                _crash()
+            # Settings are read from RUNNER_* variables when a command begins.
+            said = _settings_error(exc)
+            err.print(f"[red]error:[/] {escape(str(said))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(said.exit_code) from None
         except Exception:
-            crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
-            crash.write_text(traceback.format_exc())
-            err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
-            raise typer.Exit(3) from None
+            _crash()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _settings_error(exc: ValidationError) -> InputError:
+    problems = []
+    for e in exc.errors():
+        name = "RUNNER_" + str(e["loc"][0]).upper() if e["loc"] else "a RUNNER_ variable"
+        problems.append(f"environment variable {name}: {e['msg'].removeprefix('Value error, ')}")
+    return InputError("; ".join(problems), hint="fix or unset it (`env | grep ^RUNNER_`)")
+
+
+def _crash() -> NoReturn:
+    """An exception that is no user's error: a bug. Its traceback goes to a file."""
+    crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
+    crash.write_text(traceback.format_exc())
+    err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
+    raise typer.Exit(3) from None
 
 
 def _version() -> str:
@@ -409,7 +430,6 @@ def execute(
     )
     with repo_lock(root, coordinator.run_id):
         try:
-            from runner import names
             from runner.progress import Progress
 
             # On a terminal a live table, elsewhere one line per state change: both on stderr.
@@ -425,7 +445,7 @@ def execute(
                 err.print(f"[yellow]note:[/] {escape(tidied.note)}", soft_wrap=True)
         finally:
             write_result(coordinator.result)
-            append_usage(coordinator.result, root / "usage.jsonl")
+            append_usage(coordinator.result, names.usage_log(root))
             if on_end is not None:
                 on_end(coordinator.result)
     return result
@@ -504,7 +524,7 @@ def report_cmd(
     if junit is None and html is None:
         raise InputError("no report asked for", hint="give --junit PATH and/or --html PATH")
     run_dir = find_run(state_root(git.toplevel(repo), Settings().state_dir), run)
-    path = run_dir / "result.json"
+    path = names.result_path(run_dir)
     try:
         result = RunResult.model_validate_json(path.read_bytes())
     except FileNotFoundError:

@@ -451,7 +451,7 @@ class Coordinator:
         if key is None:
             return False
         if self._candidates is None:
-            runs = names.run_dir(self.state_dir, self.run_id).parent
+            runs = names.runs_dir(self.state_dir)
             self._candidates = reapply.candidates(runs, self.run_id)
         source = find_reusable(key, self._candidates, lambda c: git.has_object(self.repo, c))
         if source is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from runner import git
+from runner import git, names
 from runner.core.inputs import Candidate
 from runner.core.results import RunResult, TaskStatus
 
@@ -38,7 +38,7 @@ def candidates(runs_dir: Path, exclude: str) -> list[Candidate]:
         if run_dir.name == exclude:
             continue
         try:
-            result = RunResult.model_validate_json((run_dir / "result.json").read_bytes())
+            result = RunResult.model_validate_json(names.result_path(run_dir).read_bytes())
         except (OSError, ValidationError):
             continue
         for t in result.tasks:

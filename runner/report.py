@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from runner import names
 from runner.core.results import RunResult, TaskStatus
 from runner.reports.facts import complete, verify_said
 
@@ -36,7 +37,7 @@ def write_result(result: RunResult) -> Path:
     """Write result.json, first completing it from the run's journal (start times, every
     verify with its log)."""
     complete(result)
-    path = Path(result.state_dir) / "result.json"
+    path = names.result_path(Path(result.state_dir))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.model_dump_json(indent=2) + "\n")
     return path

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runner import git
+from runner import git, names
 from runner.core.inputs import DRIFT_KINDS, RunInputs, drift, notes
 from runner.core.plan import parse_plan
 from runner.core.projection import Replay, replay
@@ -108,7 +108,7 @@ def load_run_plan(
 
     top = git.toplevel(repo)
     run_dir = find_run(state_root(top, settings.state_dir), which)
-    read = read_journal(run_dir / "journal.jsonl")
+    read = read_journal(names.journal_path(run_dir))
     try:
         done = replay(read.events)
     except BadEvent as exc:
@@ -132,11 +132,11 @@ def load_run_plan(
 
 def run_record(run_dir: Path) -> RunResult:
     """A run's result as its journal says (also while it runs). Raises InputError."""
-    read = read_journal(run_dir / "journal.jsonl")
+    read = read_journal(names.journal_path(run_dir))
     try:
         return replay(read.events).result
     except BadEvent as exc:
-        raise InputError(f"{run_dir}/journal.jsonl: cannot read the run: {exc}") from None
+        raise InputError(f"{names.journal_path(run_dir)}: cannot read the run: {exc}") from None
 
 
 def _retried(prepared: Prepared, done: Replay, named: Sequence[str]) -> list[str]:

@@ -168,6 +168,11 @@ class SandboxBackend(abc.ABC):
             SandboxError: collection failed; the workspace is left in place for inspection.
         """
 
+    def interactive(self, spec: SandboxSpec) -> int:
+        """A shell on this terminal in a sandbox made as `spec` (`runner shell`); its exit code.
+        Not every backend can attach a terminal: those say so."""
+        raise SandboxError(f"{type(self).__name__} cannot attach a terminal to a sandbox")
+
     @abc.abstractmethod
     def destroy(self, spec: SandboxSpec) -> None:
         """Remove the sandbox's containers. Idempotent."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -518,6 +520,24 @@ class DockerBackend(SandboxBackend):
             notes,
         )
 
+    @_docker_op(lambda self, spec: f"starting a shell in the sandbox of task {spec.task_id}")
+    def interactive(self, spec: SandboxSpec) -> int:
+        cli = shutil.which("docker")
+        if cli is None:
+            raise SandboxError(
+                "an interactive shell needs the `docker` command-line client on this host",
+                hint="give the command to run after --",
+            )
+        self._prepare_state(spec)
+        self._ensure_cache(spec)
+        opts = container_options(spec)
+        # The same sandbox with a terminal: a shell instead of the task's wrapped script.
+        opts |= {"command": ["/bin/sh", "-c", _SHELL], "tty": True, "stdin_open": True}
+        with translated(f"creating sandbox {opts['name']}", self.timeout):
+            container = _call(self.client.containers.create, **opts)
+        # The terminal is the docker CLI's craft (raw mode, resizes, detach keys): hand over.
+        return subprocess.call([cli, "start", "--attach", "--interactive", str(container.id)])
+
     # -- teardown --------------------------------------------------------------------------
     @_docker_op(lambda self, spec: f"removing the sandboxes of task {spec.task_id}")
     def destroy(self, spec: SandboxSpec) -> None:
@@ -652,6 +672,10 @@ class DockerBackend(SandboxBackend):
                 return False
             raise SandboxError(f"cannot remove cache volume {name}: {exc.explanation}") from None
         return True
+
+
+_SHELL = 'mkdir -p "$HOME" 2>/dev/null; cd /work && exec /bin/sh -i'
+"""What `runner shell` runs in a sandbox without a command: a shell at the task's clone."""
 
 
 def _kill(container: Container) -> None:
