@@ -176,6 +176,14 @@ def run_cmd(
         Path | None,
         typer.Option("--html", help="Also write a one-file HTML report here.", show_default=False),
     ] = None,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            "--reuse",
+            help="Do not run a task whose input key matches a task merged in an earlier run: "
+            "re-apply that work instead (as the plan's `reuse: true`).",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan: one sandbox per task, bundles home, merged on runner/<run>/integration.
 
@@ -196,7 +204,9 @@ def run_cmd(
     runner_log.configure(settings.log_format, quiet=settings.log_format == "auto")
     ended: list[RunResult] = []
     try:
-        result = execute(plan, repo, settings, live=live, on_end=ended.append)
+        result = execute(
+            plan, repo, settings, live=live, on_end=ended.append, reuse=True if reuse else None
+        )
     except KeyboardInterrupt:
         if ended:  # the result document (and reports) still come out, saying `interrupted`
             _report(ended[0], json_out, junit, html)
@@ -241,6 +251,40 @@ def resume_cmd(
     ended: list[RunResult] = []
     try:
         result = execute(None, repo, settings, live=live, on_end=ended.append, resume=run)
+    except KeyboardInterrupt:
+        if ended:
+            _report(ended[0], json_out)
+        raise
+    _report(result, json_out)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("rerun")
+@guarded
+def rerun_cmd(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
+    repo: RepoOpt = Path("."),
+    allow_drift: Annotated[
+        str,
+        typer.Option(
+            "--allow-drift",
+            help="Inputs that may differ from the pinned ones, comma-separated: image, policy.",
+        ),
+    ] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+) -> None:
+    """Run a finished run's plan (its own copy) again as a new run, on its pinned base commit,
+    images and policies; refused when one of them is gone or changed (see --allow-drift).
+    Every task runs; the new result names the run it replays."""
+    settings = Settings()
+    live = not json_out and err.is_terminal
+    runner_log.configure(settings.log_format, quiet=json_out or live)
+    allow = [k.strip() for k in allow_drift.split(",") if k.strip()]
+    ended: list[RunResult] = []
+    try:
+        result = execute(
+            None, repo, settings, live=live, on_end=ended.append, rerun=run, allow_drift=allow
+        )
     except KeyboardInterrupt:
         if ended:
             _report(ended[0], json_out)
@@ -329,20 +373,29 @@ def execute(
     on_end: Callable[[RunResult], None] | None = None,
     resume: str | None = None,
     retry: Sequence[str] = (),
+    reuse: bool | None = None,
+    rerun: str | None = None,
+    allow_drift: Sequence[str] = (),
 ) -> RunResult:
-    """Load, pre-flight, run and report one plan (shared by `run`, `resume` and `demo`)."""
-    from runner.coordinator import Coordinator, state_root
+    """Load, pre-flight, run and report one plan (shared by `run`, `resume`, `rerun` and
+    `demo`)."""
+    from runner.coordinator import Coordinator, pin_inputs, state_root
     from runner.core.usage import load_prices, prices_path
     from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result
     from runner.sandbox.factory import make_backend
 
-    replay, again = None, list[str]()
+    replay, again, pinned, replays = None, list[str](), None, None
     if resume is not None:
         from runner.resume import prepare_resume
 
         prepared, replay, again = prepare_resume(repo, resume, settings, os.environ, retry)
+    elif rerun is not None:
+        from runner.resume import prepare_rerun
+
+        prepared, replays, pinned = prepare_rerun(repo, rerun, settings, os.environ)
+        reuse = False  # a replay runs every task again
     else:
         assert plan is not None
         prepared = preflight(load_plan(plan), repo, settings, os.environ)
@@ -355,6 +408,12 @@ def execute(
             hint="build the runner's images with `runner images build` (a plan may name yours)",
         )
     check_runtimes(prepared.doc, prepared.runtime_asks, backend.runtimes())
+    if pinned is not None and replays is not None:
+        from runner.resume import check_drift
+
+        now = pin_inputs(prepared, backend, settings.backend)
+        for said in check_drift(replays, pinned, now, allow_drift):
+            err.print(f"[yellow]note:[/] {escape(said)}", soft_wrap=True)
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(
@@ -365,6 +424,9 @@ def execute(
         resume=replay,
         retry=again,
         prices=load_prices(prices_path(settings.prices, os.environ)),
+        backend_name=settings.backend,
+        replays=replays,
+        reuse=reuse,
     )
     with repo_lock(root, coordinator.run_id):
         try:

@@ -139,6 +139,16 @@ def print_summary(result: RunResult, console: Console) -> None:
         u = result.usage
         cost = f"${u.cost_usd:.4f} ({u.cost_source})" if u.cost_usd is not None else "unknown"
         console.print(f"usage: {u.tokens or 0} tokens, cost {cost}   (runner costs for more)")
+    reused = [t.id for t in result.tasks if t.reused_from is not None]
+    if reused:
+        s = result.saved
+        said = "nothing recorded"
+        if s is not None:
+            cost = f"${s.cost_usd:.4f} ({s.cost_source})" if s.cost_usd is not None else "unknown"
+            said = f"{s.tokens or 0} tokens, cost {cost}"
+        console.print(f"reused {len(reused)} task(s) ({', '.join(reused)}): saved {said}")
+    if result.replays:
+        console.print(f"replays run {result.replays}")
     branch = result.integration_ref.removeprefix("refs/heads/")
     console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
     console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}", soft_wrap=True)

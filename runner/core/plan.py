@@ -200,6 +200,9 @@ class Plan(_Model):
     """What to do on a merge conflict or a red verify."""
     verify: Verify | None = None
     """Run after each wave on the merged tree; a plain string is the command."""
+    reuse: bool = False
+    """Reuse the work of tasks whose input key matches a task merged in an earlier run of
+    the repo instead of running them (as `runner run --reuse`)."""
     tasks: list[Task] = Field(min_length=1)
     """The tasks; ids unique."""
 

@@ -302,6 +302,36 @@ class DockerBackend(SandboxBackend):
                 missing.append(name)
         return missing
 
+    @_docker_op("looking up image ids")
+    def image_ids(self, names: Iterable[str]) -> dict[str, str]:
+        found = {}
+        for name in sorted(set(names)):
+            try:
+                image = _call(self.client.images.get, name)
+            except docker.errors.ImageNotFound:
+                continue
+            found[name] = str(image.id)
+        return found
+
+    @_docker_op("looking up image digests")
+    def image_digests(self, names: Iterable[str]) -> dict[str, list[str]]:
+        found = {}
+        for name in sorted(set(names)):
+            try:
+                image = _call(self.client.images.get, name)
+            except docker.errors.ImageNotFound:
+                continue
+            digests = [str(d) for d in image.attrs.get("RepoDigests") or []]
+            if digests:
+                found[name] = sorted(digests)
+        return found
+
+    @_docker_op("reading the daemon's version")
+    def engine_version(self) -> str | None:
+        info: dict[str, Any] = _call(self.client.version)
+        version = info.get("Version")
+        return str(version) if version else None
+
     @_docker_op("reading the daemon's runtimes")
     def runtimes(self) -> dict[str, dict[str, Any]]:
         info: dict[str, Any] = _call(self.client.info)
