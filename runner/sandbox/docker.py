@@ -365,6 +365,10 @@ class DockerBackend(SandboxBackend):
             guard.start()
             started, since = time.monotonic(), time.time()
             _call(container.start)
+            if spec.run_id in self._killed_runs and spec.role != "collect":
+                # The run was stopped between its kill of running sandboxes and this start:
+                # this one would otherwise run until its timeout.
+                _kill(container)
             if spec.proxy and spec.network:  # the client address its proxy logs
                 address = _address(container, spec.network)
             reader = threading.Thread(target=_drain, args=(pump, stream), daemon=True)
