@@ -280,6 +280,22 @@ def clone_for_sandbox(repo: Path, commit: str, dest: Path, branch: str, objects_
     (info / "alternates").write_text(f"{objects_at}\n")
 
 
+def refresh_index(clone: Path, objects: Path) -> None:
+    """Record the work tree's current stat data in a clone_for_sandbox clone's index.
+
+    A file whose content changed stays marked changed (never staged). Comparing a symlink
+    needs its blob: the clone borrows `objects` (the host's store) for the refresh, not the
+    path it borrows from inside the sandbox.
+    """
+    alternates = clone / ".git" / "objects" / "info" / "alternates"
+    inside = alternates.read_text()
+    alternates.write_text(f"{objects}\n")
+    try:
+        git(clone, "update-index", "-q", "--refresh")
+    finally:
+        alternates.write_text(inside)
+
+
 def is_dirty(repo: Path) -> bool:
     """Uncommitted changes (staged, unstaged or untracked, ignoring ignored files)."""
     return bool(git(repo, "status", "--porcelain", "-z").stdout)
