@@ -43,8 +43,10 @@ def make_clone(repo: Path, commit: str, dest: Path, branch: str, owner: str) -> 
     # attributes are still the runner's own (runner/git.py). dest and its .git are still
     # root's here, so git's check of the repo's owner (safe.directory) holds as it is.
     git.refresh_index(dest, git.common_dir(repo) / "objects")
-    for path in (dest, meta, meta / "index"):
-        chown_tree(path, owner, recurse=False)
+    if os.geteuid() == 0:
+        uid, gid = (int(x) for x in owner.split(":"))
+        for path in (dest, meta, meta / "index"):
+            os.lchown(path, uid, gid)
 
 
 def _hand_over(root: Path, owner: str, mtime_ns: int, keep: set[Path]) -> None:
@@ -188,12 +190,12 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def chown_tree(root: Path, owner: str, recurse: bool = True) -> None:
+def chown_tree(root: Path, owner: str) -> None:
     if os.geteuid() != 0:
         return  # an unprivileged host: the sandbox must then run as this uid (see README)
     uid, gid = (int(x) for x in owner.split(":"))
     os.lchown(root, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(root) if recurse else ():
+    for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             os.lchown(os.path.join(dirpath, name), uid, gid)
 

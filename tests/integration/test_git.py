@@ -75,8 +75,8 @@ def test_make_clone_leaves_an_index_git_need_not_rehash(tmp_path: Path) -> None:
         if os.geteuid() == 0:
             assert (st.st_uid, st.st_gid) == (10001, 10001)
     if os.geteuid() == 0:
-        for path in (dest, dest / ".git", dest / ".git" / "index"):
-            assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
+        for made in (dest, dest / ".git", dest / ".git" / "index"):
+            assert (made.stat().st_uid, made.stat().st_gid) == (10001, 10001)
 
 
 def test_make_clone_index_still_sees_a_same_size_change_made_at_once(tmp_path: Path) -> None:
