@@ -130,6 +130,12 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
     """Fetch src from a bundle (or a repo path) into dest_ref, checking every object (fsck).
 
     From a repo, only the objects dest_ref needs travel (unlike a bundle's whole pack)."""
+    fetch_checked(repo, bundle, src, dest_ref)
+    return out(repo, "rev-parse", dest_ref)
+
+
+def fetch_checked(repo: Path, source: Path, src: str, dest_ref: str) -> None:
+    """fetch_bundle without reading dest_ref back (the caller knows what it holds)."""
     git(
         repo,
         "-c",
@@ -138,10 +144,9 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
         "--quiet",
         "--no-tags",
         "--no-write-fetch-head",
-        str(bundle),
+        str(source),
         f"+{src}:{dest_ref}",
     )
-    return out(repo, "rev-parse", dest_ref)
 
 
 def object_format(repo: Path) -> str:
@@ -152,9 +157,13 @@ def object_format(repo: Path) -> str:
 def init_quarantine(path: Path, repo: Path) -> None:
     """A bare repo of the runner's own that borrows repo's objects (read-only use)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = f"--object-format={object_format(repo)}"
-    git(path.parent, "init", "--quiet", "--bare", "--template=", fmt, str(path))
-    borrow_from = common_dir(repo) / "objects"
+    # Both facts from one git process: intake makes a quarantine per task.
+    fmt_line, common = out(
+        repo, "rev-parse", "--show-object-format", "--path-format=absolute", "--git-common-dir"
+    ).splitlines()
+    git(path.parent, "init", "--quiet", "--bare", "--template=", f"--object-format={fmt_line}",
+        str(path))  # fmt: skip
+    borrow_from = Path(common) / "objects"
     (path / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (path / "objects" / "info" / "alternates").write_text(f"{borrow_from}\n")
 
@@ -162,6 +171,15 @@ def init_quarantine(path: Path, repo: Path) -> None:
 def object_type(repo: Path, oid: str) -> str | None:
     proc = git(repo, "cat-file", "-t", "--end-of-options", oid, check=False)
     return _text(proc.stdout).strip() if proc.returncode == 0 else None
+
+
+def ref_object(repo: Path, ref: str) -> tuple[str, str] | None:
+    """(object id, type) of what ref points at (not peeled), or None if it names nothing."""
+    proc = git(
+        repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=f"{ref}\n".encode()
+    )
+    fields = _text(proc.stdout).split()
+    return (fields[0], fields[1]) if len(fields) == 2 and fields[1] != "missing" else None
 
 
 def object_count(repo: Path) -> int:
@@ -176,6 +194,19 @@ def object_count(repo: Path) -> int:
 
 def is_ancestor(repo: Path, old: str, new: str) -> bool:
     return git(repo, "merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+
+
+def descent(repo: Path, start: str, commit: str) -> list[str] | None:
+    """The commits of start..commit if commit descends from start (or is it), else None.
+
+    One walk of `start...commit`: start is an ancestor of commit exactly when no commit
+    of start's history is missing from commit's (the left side is empty).
+    """
+    raw = out(repo, "rev-list", "--left-right", f"{start}...{commit}", "--")
+    lines = raw.split()
+    if any(line.startswith("<") for line in lines):
+        return None
+    return [line[1:] for line in lines]
 
 
 def rev_list(repo: Path, *revs: str) -> list[str]:
