@@ -154,16 +154,21 @@ def object_format(repo: Path) -> str:
     return out(repo, "rev-parse", "--show-object-format")
 
 
+def layout(repo: Path) -> tuple[str, Path]:
+    """(object_format, common_dir) from one git process: every clone and intake needs both."""
+    fmt, common = out(
+        repo, "rev-parse", "--show-object-format", "--path-format=absolute", "--git-common-dir"
+    ).splitlines()
+    return fmt, Path(common)
+
+
 def init_quarantine(path: Path, repo: Path) -> None:
     """A bare repo of the runner's own that borrows repo's objects (read-only use)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Both facts from one git process: intake makes a quarantine per task.
-    fmt_line, common = out(
-        repo, "rev-parse", "--show-object-format", "--path-format=absolute", "--git-common-dir"
-    ).splitlines()
-    git(path.parent, "init", "--quiet", "--bare", "--template=", f"--object-format={fmt_line}",
+    fmt, common = layout(repo)
+    git(path.parent, "init", "--quiet", "--bare", "--template=", f"--object-format={fmt}",
         str(path))  # fmt: skip
-    borrow_from = Path(common) / "objects"
+    borrow_from = common / "objects"
     (path / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (path / "objects" / "info" / "alternates").write_text(f"{borrow_from}\n")
 
@@ -301,13 +306,13 @@ def clone_for_sandbox(repo: Path, commit: str, dest: Path, branch: str, objects_
     bind-mounted read-only at `objects_at` in the sandbox. Measured here: about the cost of
     `git worktree add` on a 50,000-commit repo, where copying a full pack costs ~20x.
     """
-    objects = common_dir(repo) / "objects"
-    fmt = f"--object-format={object_format(repo)}"
-    git(dest.parent, "init", "--quiet", "--initial-branch", branch, fmt, str(dest))
+    fmt, common = layout(repo)
+    git(dest.parent, "init", "--quiet", "--initial-branch", branch, f"--object-format={fmt}",
+        str(dest))  # fmt: skip
     info = dest / ".git" / "objects" / "info"
-    (info / "alternates").write_text(f"{objects}\n")
-    git(dest, "update-ref", f"refs/heads/{branch}", commit)
-    git(dest, "reset", "--hard", "--quiet", commit)
+    (info / "alternates").write_text(f"{common / 'objects'}\n")
+    # The unborn branch made at commit and checked out: one process (was update-ref + reset).
+    git(dest, "checkout", "--quiet", "--force", "-B", branch, commit)
     (info / "alternates").write_text(f"{objects_at}\n")
 
 
