@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -104,13 +105,19 @@ class RunOutcome:
     started: float  # time.time() at the process start
 
 
-def runner_run(plan: Path, repo: Path) -> RunOutcome:
-    """`runner run plan --repo repo --json` as a user types it; wall clock and peak RSS."""
+def runner_run(plan: Path, repo: Path, source: Path | None = None) -> RunOutcome:
+    """`runner run plan --repo repo --json` as a user types it; wall clock and peak RSS.
+
+    source: a directory holding another `runner` package to measure (e.g. an export of an
+    older commit), put first on the path; None: the runner this venv imports."""
     argv = [sys.executable, "-m", "runner", "run", str(plan), "--repo", str(repo), "--json"]
     env = os.environ | {"TESTCONTAINERS_RYUK_DISABLED": "true"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         wall0, t0 = time.time(), time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        # cwd: the plan's dir, so that no checkout's `runner` shadows the one measured.
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=plan.parent)
         peak = [0]
         done = threading.Event()
         watcher = threading.Thread(target=_watch_rss, args=(proc.pid, peak, done), daemon=True)
@@ -283,14 +290,16 @@ class Bench:
     def add(self, key: str, seconds: float) -> None:
         self.samples.setdefault(key, []).append(seconds)
 
-    def runner(self, key: str, plan: Path, repo: Path, record: bool = True) -> RunOutcome:
-        outcome = runner_run(plan, repo)
+    def runner(
+        self, key: str, plan: Path, repo: Path, record: bool = True, source: Path | None = None
+    ) -> RunOutcome:
+        outcome = runner_run(plan, repo, source)
         self.run_ids.append(outcome.result["run_id"])
         if outcome.result.get("status") != "success":
             self.unsuccessful.append(f"{key}: {outcome.result['run_id']}")
         if record:
             self.add(key, outcome.seconds)
-            if key in ("noop", "write", "big"):
+            if key.split("@")[0] in ("noop", "write", "big"):
                 per, spans = phases(outcome)
                 dest = self.task_phases.setdefault(key, {})
                 for k, v in per.items():
@@ -299,8 +308,10 @@ class Bench:
                     self.run_spans.setdefault(key, {}).setdefault(k, []).append(s)
         return outcome
 
-    def run_only(self, key: str, plan: Path, repo: Path, record: bool) -> None:
-        self.runner(key, plan, repo, record)
+    def run_only(
+        self, key: str, plan: Path, repo: Path, record: bool, source: Path | None = None
+    ) -> None:
+        self.runner(key, plan, repo, record, source)
 
     def raw(self, key: str, n: int, parallel: int, command: str) -> None:
         seconds, each = raw_loop(n, parallel, command, self.label)
@@ -328,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sleep", type=float, help="seconds each sleep task sleeps (default 5)")
     ap.add_argument("--only", help="comma-separated subset of noop,write,sleep,big,rss")
     ap.add_argument("--keep", type=Path, help="keep (and reuse) the big repo in DIR/repo")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        help="also measure the runner package in DIR (e.g. `git archive OLD runner policies`), "
+        "interleaved, as KEY@base: before/after in one run",
+    )
     args = ap.parse_args(argv)
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
@@ -355,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "-C", src, "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
     notes.append(f"runner measured: {src} {rev or '(not a git checkout)'}")
+    if args.compare is not None:
+        notes.append(f"runner compared (@base, 'before'): {args.compare.resolve()}")
     scratch = Path(tempfile.mkdtemp(prefix="runner-overhead-"))
     label = f"bench-{secrets.token_hex(4)}"
     bench = Bench(scratch, label, rounds)
@@ -401,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
             pairs["big raw"] = lambda rec: (
                 bench.add("big raw", worktree_floor(big, scratch, label)) if rec else None
             )
+        if args.compare is not None:
+            base = args.compare.resolve()
+            for key in [k for k in pairs if "raw" not in k]:
+                repo = big if key == "big" else small
+                pairs[f"{key}@base"] = functools.partial(
+                    _run_base, bench, f"{key}@base", plans[key][0], repo, base
+                )
         order = list(pairs)
         if pairs:
             # Warm-up: creates the tasks' cache volumes (they live across runs, as for a user).
@@ -428,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _run_base(bench: Bench, key: str, plan: Path, repo: Path, base: Path, rec: bool) -> None:
+    bench.run_only(key, plan, repo, rec, base)
+
+
 GOALS = {"noop": 1.3, "sleep": 1.1, "big": 1.3}
 
 
@@ -445,10 +475,15 @@ def report(
     print(f"\nside by side (medians of {bench.rounds} interleaved rounds, seconds)")
     print(f"{'work':<36}{'runner':>8}  {'raw floor':<32}{'raw':>7}{'ratio':>7}  goal")
     for key, raw, what, floor_text in rows:
-        if key in s and raw in s:
-            a, b = med(s[key]), med(s[raw])
-            goal = f"<= {GOALS[key]}" if key in GOALS else "-"
-            print(f"{what:<36}{a:>8.2f}  {floor_text:<32}{b:>7.2f}{a / b:>7.2f}  {goal}")
+        for variant, label in ((key, what), (f"{key}@base", "  the same, --compare (before)")):
+            if variant in s and raw in s:
+                a, b = med(s[variant]), med(s[raw])
+                goal = f"<= {GOALS[key]}" if key in GOALS and variant == key else "-"
+                print(f"{label:<36}{a:>8.2f}  {floor_text:<32}{b:>7.2f}{a / b:>7.2f}  {goal}")
+    for key, *_ in rows:
+        if key in s and f"{key}@base" in s:
+            after, before = med(s[key]), med(s[f"{key}@base"])
+            print(f"after / before, {key}: {after / before:.2f}")
     if rss:
         print("\ncoordinator peak RSS (VmHWM of the `runner run` process; real runs, no-op tasks)")
         for count, peak, secs in rss:
@@ -462,6 +497,7 @@ def report(
         if key not in bench.task_phases:
             continue
         per = bench.task_phases[key]
+        old = bench.task_phases.get(f"{key}@base", {})
         if key == "big":
             floor_what, floor = (
                 "raw floor: worktree add + docker run true",
@@ -471,12 +507,16 @@ def report(
             floor_what = "raw floor: one `docker run --rm ... true` under -P4"
             floor = med(bench.floor_each.get("noop raw", []))
         print(f"\nwhere the time goes: {key} run, medians over {len(per['total'])} task(s), s")
+        print(f"  {'':<62}{'runner':>8}" + (f"{'before':>8}" if old else ""))
         for k, what in PHASES:
-            print(f"  {what:<62}{med(per[k]):>8.3f}")
+            was = f"{med(old[k]):>8.3f}" if old else ""
+            print(f"  {what:<62}{med(per[k]):>8.3f}{was}")
         print(f"  {floor_what:<62}{floor:>8.3f}")
         print(f"  per run (medians over {bench.rounds} run(s)):")
+        old_spans = bench.run_spans.get(f"{key}@base", {})
         for k, what in RUN_PHASES:
-            print(f"    {what:<60}{med(bench.run_spans[key][k]):>8.3f}")
+            was = f"{med(old_spans[k]):>8.3f}" if old_spans else ""
+            print(f"    {what:<60}{med(bench.run_spans[key][k]):>8.3f}{was}")
     if bench.unsuccessful:
         print(f"\nruns that did not end success (timed all the same): {bench.unsuccessful}")
     print("\nall samples (s):")
