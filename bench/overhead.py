@@ -353,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     commits = args.commits or (500 if quick else 50_000)
     files = args.files or (200 if quick else 5_000)
     sleep = args.sleep if args.sleep is not None else (1.0 if quick else 5.0)
-    only = set((args.only or "noop,write,sleep,big,rss").split(","))
-    unknown = only - {"noop", "write", "sleep", "big", "rss"}
+    only = set((args.only or "noop,write,sleep,big,rss,collect").split(","))
+    unknown = only - {"noop", "write", "sleep", "big", "rss", "collect"}
     if unknown or rounds < 1 or n < 1:
         ap.error(f"bad --only {sorted(unknown)}" if unknown else "--rounds/--tasks must be >= 1")
 
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, text in plans.values():
             path.write_text(text)
         big = home / "repo"
-        if "big" in only:
+        if only & {"big", "collect"}:
             if provision.reusable(big, commits, files):
                 print(f"reusing {big}")
             else:
@@ -448,10 +448,134 @@ def main(argv: list[str] | None = None) -> int:
                 rss.append((count, out.peak_rss, out.seconds))
                 print(f"rss: {count} tasks: {out.peak_rss / 2**20:.1f} MiB, {out.seconds:.1f} s")
 
+        collect: dict[str, list[float]] = {}
+        if "collect" in only:
+            collect = collect_ab(big, scratch, label, max(3, 2 * rounds), client)
+
         report(bench, n, sleep, rss, notes, quick)
+        if collect:
+            report_collect(collect)
     finally:
         _cleanup(client, bench, repos, scratch, home, keep=args.keep is not None)
     return 0
+
+
+# -- the collector: what it costs, and what the index refresh of make_clone saves ------------
+
+
+def collect_ab(
+    repo: Path, scratch: Path, label: str, rounds: int, client: docker.DockerClient
+) -> dict[str, list[float]]:
+    """The collection of one task (a `true` task) on the big repo, interleaved:
+    refreshed  make_clone as shipped (index refreshed after the chown), then collect()
+    stale      the clone as before (clone_for_sandbox + chown_tree, no refresh)
+    exec       `docker exec` of the same collect.sh in one long-lived collector container
+               (same image and hardening; the run's workspaces read-only): a design option
+    """
+    from runner import git as rgit
+    from runner import workspace
+    from runner.core.policy import load_policy
+    from runner.sandbox.base import SandboxSpec
+    from runner.sandbox.docker import DockerBackend, script_text
+    from runner.sandbox.options import bind, container_options
+
+    backend = DockerBackend(client, IMAGE)
+    policy = load_policy(provision.ROOT / "policies" / "default.yaml")
+    base = provision.run_git(repo, "rev-parse", "HEAD")
+    objects = rgit.common_dir(repo) / "objects"
+    root = scratch / "collect"
+    tasks, out = root / "tasks", root / "scratch"
+    for d in (tasks, out, root / "c" / "control", root / "c" / "out"):
+        d.mkdir(parents=True)
+    uid, gid = (int(x) for x in policy.user.split(":"))
+    if os.geteuid() == 0:
+        os.chown(out, uid, gid)
+    run_id = f"{label}-collect"
+    proto = SandboxSpec(
+        run_id=run_id, task_id="collector", role="collect", image=IMAGE, policy=policy,
+        script="", timeout=300, workspace=tasks, objects=objects, state=root / "c",
+        start_commit=base,
+    )  # fmt: skip
+    opts = container_options(proto)
+    opts["mounts"] = [
+        bind(tasks, "/tasks", read_only=True),
+        bind(objects, "/objects", read_only=True),
+        bind(out, "/scratch"),
+    ]
+    opts["command"], opts["working_dir"] = ["sleep", "infinity"], "/"
+    opts["labels"] = opts["labels"] | {BENCH_LABEL: label}
+    long = client.containers.create(**opts)
+    long.start()
+    script = script_text("collect.sh")
+    times: dict[str, list[float]] = {"refreshed": [], "stale": [], "exec": []}
+
+    def by_exec(task: str) -> None:
+        text = (
+            script.replace("task=/work/.git", f"task=/tasks/{task}/work/.git")
+            .replace("own=/bundle/git", f"own=/scratch/{task}/git")
+            .replace("out=/bundle/out", f"out=/scratch/{task}/out")
+            .replace("GIT_WORK_TREE=/work", f"GIT_WORK_TREE=/tasks/{task}/work")
+        )
+        env = {"RUNNER_TASK": task, "RUNNER_START": base}
+        code, output = long.exec_run(["/bin/sh", "-c", text], environment=env, user=policy.user)
+        if code != 0:
+            raise RuntimeError(f"exec collection failed: {str(output)[-500:]}")
+        for path in (f"/scratch/{task}/out", f"/tasks/{task}/out"):
+            stream, _ = long.get_archive(path)
+            b"".join(stream)
+
+    try:
+        for r in range(rounds):
+            for kind in rotated(["refreshed", "stale", "exec"], r):
+                task = f"{kind}{r}"
+                state = tasks / task
+                spec = SandboxSpec(
+                    run_id=run_id, task_id=task, role="task", image=IMAGE, policy=policy,
+                    script="true\n", timeout=300, workspace=state / "work", objects=objects,
+                    state=state, start_commit=base,
+                )  # fmt: skip
+                if kind == "stale":
+                    state.mkdir(parents=True)
+                    rgit.clone_for_sandbox(repo, base, spec.workspace, "task/t", "/objects")
+                    workspace.chown_tree(spec.workspace, policy.user)
+                else:
+                    workspace.make_clone(repo, base, spec.workspace, "task/t", policy.user)
+                backend.execute(spec)
+                t0 = time.perf_counter()
+                if kind == "exec":
+                    by_exec(task)
+                else:
+                    got = backend.collect(spec)
+                    if got.head != base:
+                        raise RuntimeError(f"collection of {task}: {got.problem}")
+                times[kind].append(time.perf_counter() - t0)
+                backend.destroy(spec)
+                workspace.remove(state)
+            print(
+                f"collect round {r + 1}/{rounds}: "
+                + "  ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
+                flush=True,
+            )
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            long.remove(force=True)
+        backend.cleanup(run_id)
+    return times
+
+
+def report_collect(times: dict[str, list[float]]) -> None:
+    n = len(times["refreshed"])
+    print(f"\ncollecting one task on the big repo (medians of {n} interleaved rounds, s)")
+    what = {
+        "refreshed": "collect() after make_clone as shipped (index refreshed)",
+        "stale": "collect() after the clone as before (chown, no refresh)",
+        "exec": "docker exec in one long-lived collector (design option)",
+    }
+    for k, label in what.items():
+        print(f"  {label:<60}{med(times[k]):>8.3f}")
+    r = med(times["refreshed"])
+    print(f"  stale / refreshed: {med(times['stale']) / r:.2f}; exec / refreshed: "
+          f"{med(times['exec']) / r:.2f}")  # fmt: skip
 
 
 def _run_base(bench: Bench, key: str, plan: Path, repo: Path, base: Path, rec: bool) -> None:
