@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             print("warm-up (not recorded): " + ", ".join(k for k in order if "raw" not in k))
             for key in order:
                 pairs[key](False)
-        for r in range(rounds):
+        for r in range(rounds if order else 0):
             for key in rotated(order, r):
                 pairs[key](True)
             done = "  ".join(f"{k} {bench.samples[k][-1]:.2f}" for k in rotated(order, r))
@@ -473,7 +473,6 @@ def collect_ab(
                (same image and hardening; the run's workspaces read-only): a design option
     """
     from runner import git as rgit
-    from runner import workspace
     from runner.core.policy import load_policy
     from runner.sandbox.base import SandboxSpec
     from runner.sandbox.docker import DockerBackend, script_text
@@ -525,42 +524,57 @@ def collect_ab(
             b"".join(stream)
 
     try:
-        for r in range(rounds):
-            for kind in rotated(["refreshed", "stale", "exec"], r):
-                task = f"{kind}{r}"
-                state = tasks / task
-                spec = SandboxSpec(
-                    run_id=run_id, task_id=task, role="task", image=IMAGE, policy=policy,
-                    script="true\n", timeout=300, workspace=state / "work", objects=objects,
-                    state=state, start_commit=base,
-                )  # fmt: skip
-                if kind == "stale":
-                    state.mkdir(parents=True)
-                    rgit.clone_for_sandbox(repo, base, spec.workspace, "task/t", "/objects")
-                    workspace.chown_tree(spec.workspace, policy.user)
-                else:
-                    workspace.make_clone(repo, base, spec.workspace, "task/t", policy.user)
-                backend.execute(spec)
-                t0 = time.perf_counter()
-                if kind == "exec":
-                    by_exec(task)
-                else:
-                    got = backend.collect(spec)
-                    if got.head != base:
-                        raise RuntimeError(f"collection of {task}: {got.problem}")
-                times[kind].append(time.perf_counter() - t0)
-                backend.destroy(spec)
-                workspace.remove(state)
-            print(
-                f"collect round {r + 1}/{rounds}: "
-                + "  ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
-                flush=True,
-            )
+        _collect_rounds(rounds, tasks, run_id, policy, objects, base, repo, backend, times, by_exec)
+    except docker.errors.NotFound as exc:  # seen: a `gc` of another process on a shared daemon
+        print(f"  collect rounds stopped, a container went away: {exc}", flush=True)
+        n = min(len(v) for v in times.values())
+        times = {k: v[:n] for k, v in times.items()}
     finally:
         with contextlib.suppress(docker.errors.APIError):
             long.remove(force=True)
         backend.cleanup(run_id)
     return times
+
+
+def _collect_rounds(
+    rounds: int, tasks: Path, run_id: str, policy: Any, objects: Path, base: str, repo: Path,
+    backend: Any, times: dict[str, list[float]], by_exec: Callable[[str], None],
+) -> None:  # fmt: skip
+    from runner import git as rgit
+    from runner import workspace
+    from runner.sandbox.base import SandboxSpec
+
+    for r in range(rounds):
+        for kind in rotated(["refreshed", "stale", "exec"], r):
+            task = f"{kind}{r}"
+            state = tasks / task
+            spec = SandboxSpec(
+                run_id=run_id, task_id=task, role="task", image=IMAGE, policy=policy,
+                script="true\n", timeout=300, workspace=state / "work", objects=objects,
+                state=state, start_commit=base,
+            )  # fmt: skip
+            if kind == "stale":
+                state.mkdir(parents=True)
+                rgit.clone_for_sandbox(repo, base, spec.workspace, "task/t", "/objects")
+                workspace.chown_tree(spec.workspace, policy.user)
+            else:
+                workspace.make_clone(repo, base, spec.workspace, "task/t", policy.user)
+            backend.execute(spec)
+            t0 = time.perf_counter()
+            if kind == "exec":
+                by_exec(task)
+            else:
+                got = backend.collect(spec)
+                if got.head != base:
+                    raise RuntimeError(f"collection of {task}: {got.problem}")
+            times[kind].append(time.perf_counter() - t0)
+            backend.destroy(spec)
+            workspace.remove(state)
+        print(
+            f"collect round {r + 1}/{rounds}: "
+            + "  ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
+            flush=True,
+        )
 
 
 def report_collect(times: dict[str, list[float]]) -> None:
