@@ -134,12 +134,15 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
     return out(repo, "rev-parse", dest_ref)
 
 
-def fetch_checked(repo: Path, source: Path, src: str, dest_ref: str) -> None:
-    """fetch_bundle without reading dest_ref back (the caller knows what it holds)."""
+def fetch_checked(repo: Path, source: Path, src: str, dest_ref: str, *, fsck: bool = True) -> None:
+    """fetch_bundle without reading dest_ref back (the caller knows what it holds).
+
+    fsck=False only for objects a checked fetch brought already (the quarantine's): with fsck
+    git keeps every fetch as a pack of its own, however small (200 tasks, 200 packs)."""
     git(
         repo,
         "-c",
-        "transfer.fsckObjects=true",
+        f"transfer.fsckObjects={'true' if fsck else 'false'}",
         "fetch",
         "--quiet",
         "--no-tags",

@@ -94,7 +94,8 @@ def _checked(
         )
     try:
         # Only what refs/result reaches travels; the ref then holds exactly commit.
-        git.fetch_checked(repo, quarantine, "refs/result", ref)
+        # Every object was fsck'd on its way into the quarantine: not checked twice.
+        git.fetch_checked(repo, quarantine, "refs/result", ref, fsck=False)
     except GitError as exc:
         return Intake(None, problem=f"its work failed git's checks: {_tail(exc)}")
     changes = [Change(p, old, new) for p, old, new in git.changes(repo, start, commit)]
