@@ -379,8 +379,9 @@ def execute(
 ) -> RunResult:
     """Load, pre-flight, run and report one plan (shared by `run`, `resume`, `rerun` and
     `demo`)."""
-    from runner.coordinator import Coordinator, pin_inputs, state_root
+    from runner.coordinator import Coordinator, state_root
     from runner.core.usage import load_prices, prices_path
+    from runner.inputs import pin_inputs
     from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result

@@ -23,30 +23,24 @@ from typing import Any
 
 import structlog
 
-from runner import events, git, names, reapply, workspace
+from runner import events, git, names, reapply, reuse, workspace
 from runner.core.inputs import (
     Candidate,
-    KeyParts,
-    RunInputs,
-    TaskInputs,
-    definition_hash,
-    find_reusable,
-    input_key,
-    policy_hash,
 )
 from runner.core.judge import Ending, Limits, judge, printable, retry_due
 from runner.core.projection import Replay
 from runner.core.results import RunResult, RunStatus, TaskStatus
 from runner.core.runstate import READY, Phase
 from runner.core.scope import check_changes
-from runner.core.usage import Prices, usage_for
-from runner.errors import GitError, RunnerError, Terminated
+from runner.core.usage import Prices
+from runner.errors import RunnerError, Terminated
 from runner.gc import write_owner
+from runner.inputs import pin_inputs, plan_hash
 from runner.journal import Journal, JournalError
 from runner.pipeline import Attempt, Pipeline, keep_attempt_ref, set_aside
 from runner.preflight import Prepared
-from runner.sandbox import labels
-from runner.sandbox.base import Execution, Role, SandboxBackend, SandboxSpec
+from runner.sandbox.base import SandboxBackend, SandboxSpec
+from runner.sandboxes import Sandboxes
 from runner.wave import integrate_wave
 
 log = structlog.get_logger()
@@ -63,57 +57,6 @@ def state_root(repo: Path, override: Path | None) -> Path:
 
 def repo_key(repo: Path) -> str:
     return hashlib.sha256(str(git.common_dir(repo)).encode()).hexdigest()[:12]
-
-
-def plan_hash(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def runner_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("runner")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        from runner import __version__
-
-        return __version__
-
-
-def pin_inputs(prepared: Prepared, backend: SandboxBackend, backend_name: str) -> RunInputs:
-    """What a run of `prepared` depends on besides the repo's history, as it is now."""
-    plan = prepared.doc.plan
-    egress = any(pol.network == "allowlist" for pol in prepared.policies.values())
-    used = prepared.images | backend.required_images(egress=egress)
-    found = backend.image_ids(used)
-    names_of = {"": plan.policy} | {t.id: t.policy or plan.policy for t in plan.tasks}
-    shared_tree = None
-    if plan.shared:
-        shared_tree = reapply.tree_of(prepared.repo, prepared.base_commit, plan.shared)
-    collector = getattr(backend, "collector_image", None)
-    return RunInputs(
-        plan=prepared.doc.source,
-        plan_hash=plan_hash(prepared.doc.text),
-        base_commit=prepared.base_commit,
-        shared=plan.shared,
-        shared_tree=shared_tree,
-        tasks={
-            t.id: TaskInputs(
-                definition=definition_hash(t, plan),
-                image=t.image or plan.image,
-                policy=names_of[t.id],
-            )
-            for t in plan.tasks
-        },
-        images={name: found.get(name) for name in sorted(used)},
-        image_digests=backend.image_digests(used),
-        verify_image=plan.image if plan.verify else None,
-        collector_image=collector if isinstance(collector, str) else None,
-        policies={names_of[k]: policy_hash(pol) for k, pol in prepared.policies.items()},
-        runner_version=runner_version(),
-        backend=backend_name,
-        daemon_version=backend.engine_version(),
-    )
 
 
 @dataclass
@@ -146,10 +89,10 @@ class Coordinator:
         if self.resume is not None:
             self.run_id = self.resume.result.run_id
         self.run_dir = names.run_dir(self.state_dir, self.run_id)
-        self.stores = self.run_dir / "objects"  # `objects: reachable` stores, per commit
         self.integration_ref = names.integration_ref(self.run_id)
-        self.shared: Path | None = None
-        self.network: str | None = None
+        self.sandboxes = Sandboxes(
+            p, self.backend, self.run_id, self.run_dir, self.repo_key, self._emit, self.prices
+        )
         self.running: set[str] = set()
         self.interrupted: str | None = None
         """The signal that interrupted the run (SIGINT, SIGTERM)."""
@@ -174,8 +117,8 @@ class Coordinator:
             self.backend,
             self._emit,
             self.keep_workspaces,
-            self._denials,
-            usage=self._usage,
+            self.sandboxes.denials,
+            usage=self.sandboxes.usage,
             closing=lambda: self.closing,
         )
 
@@ -258,11 +201,11 @@ class Coordinator:
     def _prepare(self) -> None:
         p = self.prepared
         if self.plan.shared:
-            self.shared = workspace.export_shared(
+            self.sandboxes.shared = workspace.export_shared(
                 self.repo, p.base_commit, self.plan.shared, self.run_dir / "shared"
             )
         if any(pol.network == "open" for pol in p.policies.values()):
-            self.network = self.backend.create_network(self.run_id)
+            self.sandboxes.network = self.backend.create_network(self.run_id)
         # Start every allowlist's proxy before any task: a proxy that cannot start fails the
         # run here, not task by task.
         for pol in p.policies.values():
@@ -280,7 +223,9 @@ class Coordinator:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 removed += self.backend.cleanup(self.run_id)
         log.debug("cleanup", run=self.run_id, removed=removed)
-        workspace.remove(self.stores)  # no sandbox mounts them any more: a copy of history each
+        workspace.remove(
+            self.sandboxes.stores
+        )  # no sandbox mounts them any more: a copy of history each
         if status is not RunStatus.SUCCESS:
             for tres in self.result.tasks:
                 if tres.status is TaskStatus.SKIPPED and tres.reason is None:
@@ -368,7 +313,9 @@ class Coordinator:
         self._run_tasks(runnable, head)
 
         ready = [(t, r.ready[t]) for t in wave if t in r.ready]
-        verify = (lambda c, alone: self._verify(index, c, alone)) if self.plan.verify else None
+        verify = (
+            (lambda c, alone: self.sandboxes.verify(index, c, alone)) if self.plan.verify else None
+        )
         out = integrate_wave(
             self.repo, self.run_id, index, head, ready, self.plan.on_conflict, verify
         )
@@ -431,18 +378,7 @@ class Coordinator:
     # -- incremental runs ----------------------------------------------------------------------
     def _key(self, task_id: str, start: str) -> dict[str, Any]:
         """`task_queued` fields: the task's input key and its parts (none without pins)."""
-        pins = self.result.inputs
-        if pins is None or task_id not in pins.tasks:
-            return {}
-        t = pins.tasks[task_id]
-        parts = KeyParts(
-            definition=t.definition,
-            start_tree=reapply.tree_of(self.repo, start) or "",
-            shared_tree=pins.shared_tree,
-            image_id=pins.images.get(t.image),
-            policy=pins.policies.get(t.policy, ""),
-        )
-        return {"key": input_key(parts), "key_parts": parts.model_dump(mode="json")}
+        return reuse.key_fields(self.repo, self.result.inputs, task_id, start)
 
     def _reused(self, task_id: str, start: str) -> bool:
         """Re-apply an earlier run's merged work of the same key instead of running the task;
@@ -453,38 +389,12 @@ class Coordinator:
         if self._candidates is None:
             runs = names.runs_dir(self.state_dir)
             self._candidates = reapply.candidates(runs, self.run_id)
-        source = find_reusable(key, self._candidates, lambda c: git.has_object(self.repo, c))
-        if source is None:
-            return False
-        message = (
-            f"runner {self.run_id}: task {task_id}, reused\n\n"
-            f"Reused from: run {source.run} task {source.task} commit {source.commit}\n"
+        got = reuse.reapply_earlier(
+            self.repo, self.run_id, task_id, key, start, self._candidates, self._emit
         )
-        commit = reapply.reapply(self.repo, source.start_commit, source.commit, start, message)
-        if commit is None:
-            log.info("reuse conflicts: the task runs", task=task_id, source=source.run)
+        if got is None:
             return False
-        files = git.changed_paths(self.repo, start, commit)
-        ref = names.task_ref(self.run_id, task_id)
-        self._emit(
-            "reused",
-            task=task_id,
-            source=source.model_dump(mode="json"),
-            ref=ref,
-            commit=commit,
-            files_changed=files,
-        )
-        git.update_ref(self.repo, ref, commit)
-        log.info("task reused", task=task_id, run=source.run, commit=commit[:12])
         # Judged as a task that exited 0 with these changes: the scope check still applies.
-        ending = Execution(
-            exit_code=0,
-            timed_out=False,
-            oom_killed=False,
-            duration_s=0.0,
-            log_path=Path(os.devnull),
-        )
-        got = Attempt(ending=ending, commit=commit, files=tuple(files), kept=ref)
         policy = self.prepared.policies[task_id]
         timeout = self.plan.task(task_id).timeout or self.plan.timeout
         self._judge_with(task_id, got, Limits(timeout, policy.memory, policy.disk))
@@ -528,41 +438,9 @@ class Coordinator:
             self.observer(self.result, set(self.running))
 
     # -- one task ------------------------------------------------------------------------------
-    def sandbox_spec(
-        self, task_id: str, role: Role, start: str, script: str, timeout: float
-    ) -> SandboxSpec:
-        policy = self.prepared.policies[task_id if role == "task" else ""]
-        image = (self.plan.task(task_id).image if role == "task" else None) or self.plan.image
-        state = names.sandbox_dir(self.run_dir, role, task_id)
-        network, proxy = self.network, None
-        if policy.network == "allowlist":
-            gateway = self.backend.gateway(self.run_id, policy.allow)
-            network, proxy = gateway.network, gateway.proxy
-        return SandboxSpec(
-            run_id=self.run_id,
-            task_id=task_id,
-            role=role,
-            image=image,
-            policy=policy,
-            script=script,
-            timeout=timeout,
-            workspace=state / "work",
-            # The task, its collector and verify see `all` objects or only `start`'s history.
-            objects=workspace.objects_for(self.repo, start, policy.objects, self.stores),
-            state=state,
-            start_commit=start,
-            shared=self.shared,
-            # Verify of every wave shares one cache: a rerun of any wave is warm.
-            cache_volume=names.cache_volume(self.repo_key, role, task_id),
-            cache_labels=labels.cache_labels(self.repo_key, role, task_id),
-            env=self.prepared.env.get(task_id, {}) if role == "task" else {},
-            network=network,
-            proxy=proxy,
-        )
-
     def _task(self, task_id: str, start: str) -> None:
         task = self.plan.task(task_id)
-        spec = self.sandbox_spec(
+        spec = self.sandboxes.spec(
             task_id, "task", start, task.run, task.timeout or self.plan.timeout
         )
         self.running.add(task_id)
@@ -623,28 +501,6 @@ class Coordinator:
         log.info("task retried", task=task_id, attempt=attempt + 1, previous=status.value)
         self._emit("retrying", task=task_id, attempt=attempt + 1, note=note, previous=reason)
 
-    def _usage(self, spec: SandboxSpec, out_dir: Path | None) -> dict[str, Any] | None:
-        agent = self.plan.task(spec.task_id).agent
-        used = usage_for(out_dir, agent, self.prices)
-        return used.model_dump(mode="json") if used is not None else None
-
-    def _denials(
-        self, spec: SandboxSpec, ex: Execution, since: float, until: float
-    ) -> dict[str, Any]:
-        """What the task's egress proxy refused it (allowlist sandboxes): task_ended fields."""
-        if spec.proxy is None:
-            return {}
-        if ex.address is None:  # it ended before its address could be read (milliseconds)
-            return {"notes": ["egress denials unknown: it ended before its address was read"]}
-        try:
-            gateway = self.backend.gateway(self.run_id, spec.policy.allow)
-            found = self.backend.denials(gateway, ex.address, since, until)
-        except RunnerError as exc:  # the work still comes home; the gap is said
-            return {"notes": [f"egress denials unknown: {exc}"]}
-        if found:
-            log.warning("egress denied", task=spec.task_id, count=len(found))
-        return {"denials": [d.model_dump() for d in found]}
-
     def _judge(self, task_id: str, got: Attempt, spec: SandboxSpec) -> TaskStatus | None:
         """Judge an attempt; None: its work is ready to merge."""
         limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
@@ -680,39 +536,6 @@ class Coordinator:
         self._emit("judged", task=task_id, status=READY, reason=None, commit=got.commit)
         log.info("task ready", task=task_id, files=len(got.files))
         return None
-
-    # -- verify --------------------------------------------------------------------------------
-    def _verify(self, index: int, commit: str, alone: str | None) -> bool:
-        assert self.plan.verify is not None
-        name = f"wave-{index}" + (f"-{alone}" if alone else "")
-        spec = self.sandbox_spec(
-            name, "verify", commit, self.plan.verify.run, self.plan.verify.timeout
-        )
-        policy = self.prepared.policies[""]
-        self._emit("verify_started", wave=index, task=alone, commit=commit)
-        try:
-            workspace.make_clone(self.repo, commit, spec.workspace, "verify", policy.user)
-        except (GitError, OSError) as exc:
-            # The merged tree cannot even be checked out here (a task's paths): red, not a crash.
-            why = f"runner: cannot check out the merged tree for verify: {exc}\n"
-            spec.state.mkdir(parents=True, exist_ok=True)
-            (spec.state / "verify.log").write_text(why)
-            workspace.remove(spec.workspace)
-            red = {"result": "red", "log": str(spec.state / "verify.log")}
-            self._emit("verify_ended", wave=index, task=alone, **red)
-            log.warning("verify", wave=index, task=alone, result="red", why=why.strip())
-            return False
-        try:
-            ex = self.backend.execute(spec)
-        finally:
-            self.backend.destroy(spec)
-            for scratch in ("work", "control", "out", "bundle"):
-                workspace.remove(spec.state / scratch)
-        green = ex.exit_code == 0 and not ex.timed_out and not ex.oom_killed
-        ended = {"result": "green" if green else "red", "log": str(ex.log_path)}
-        self._emit("verify_ended", wave=index, task=alone, **ended)
-        log.info("verify", wave=index, task=alone, result=ended["result"])
-        return green
 
 
 _RUN_AGAIN = object()

@@ -103,7 +103,8 @@ def load_run_plan(
 ) -> tuple[Path, Prepared, Replay]:
     """A run's dir, its own plan copy checked again (as at its start, from its base commit),
     and its journal replayed. Raises InputError."""
-    from runner.coordinator import plan_hash, state_root
+    from runner.coordinator import state_root
+    from runner.inputs import plan_hash
     from runner.status import find_run
 
     top = git.toplevel(repo)

@@ -54,13 +54,13 @@ def run_shell(
     with tempfile.TemporaryDirectory(prefix="runner-shell-") as tmp:
         try:
             if plan.shared:
-                coordinator.shared = workspace.export_shared(
+                coordinator.sandboxes.shared = workspace.export_shared(
                     prepared.repo, prepared.base_commit, plan.shared, Path(tmp) / "shared"
                 )
             if prepared.policies[task_id].network == "open":
-                coordinator.network = backend.create_network(result.run_id)
+                coordinator.sandboxes.network = backend.create_network(result.run_id)
             timeout = plan.task(task_id).timeout or plan.timeout
-            spec = coordinator.sandbox_spec(task_id, "task", commit, shlex.join(argv), timeout)
+            spec = coordinator.sandboxes.spec(task_id, "task", commit, shlex.join(argv), timeout)
             spec = dataclasses.replace(spec, role="shell", state=state, workspace=state / "work")
             workspace.make_clone(
                 prepared.repo, commit, spec.workspace, f"task/{task_id}", spec.policy.user
