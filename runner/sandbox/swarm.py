@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -65,6 +66,8 @@ DEPOT_PORT = 9418
 POLL_S = 0.25
 ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 """Swarm task states after which the step will not run (any more)."""
+STAGED = "swarm-staged.json"
+"""In a sandbox's state dir: its depot repo and its node (collection after a restart)."""
 MAX_NAME = 63
 """Service names are DNS labels."""
 
@@ -206,6 +209,11 @@ class SwarmBackend(SandboxBackend):
             }
             name = object_name("runner", run_id, "depot")
             with translated(f"starting the depot of run {run_id}", self.timeout):
+                existing = self._services([f"{L.RUN}={run_id}", f"{L.ROLE}=depot"])
+                for s in existing:  # an earlier process's (a resumed run): made anew
+                    with contextlib.suppress(docker.errors.NotFound):
+                        _call(self.client.api.remove_service, s["ID"])
+                    self._gone(s["Spec"]["Name"])
                 # DNS round robin, not a virtual IP: measured here, the VIP of a service on an
                 # internal overlay answered "No route to host" (docs/scale-out.md).
                 _call(
@@ -443,6 +451,9 @@ class SwarmBackend(SandboxBackend):
         staged = self._stage(spec)
         node = self._provision(spec, staged)
         staged.node = node
+        # Where its work is, for a collection by a later process (`runner resume`).
+        record = {"repo": str(staged.repo), "url": staged.url, "node": node}
+        (spec.state / STAGED).write_text(json.dumps(record))
         work, out, shared = self._volumes(spec)
         vlabels = L.labels_for(spec.run_id, spec.task_id, "volume")
         mounts = [volume_mount(work, WORK, vlabels), volume_mount(out, OUT, vlabels)]
@@ -564,7 +575,7 @@ class SwarmBackend(SandboxBackend):
             return self._collect(spec)
 
     def _collect(self, spec: SandboxSpec) -> Collected:
-        staged = self._staged.get(_key(spec))
+        staged = self._staged.get(_key(spec)) or _load_staged(spec.state / STAGED)
         if staged is None or staged.node is None:
             raise SandboxError(f"collecting task {spec.task_id}: it was never provisioned here")
         work, out, _ = self._volumes(spec)
@@ -685,7 +696,7 @@ class SwarmBackend(SandboxBackend):
                 self._gone(s["Spec"]["Name"])
             # A task's volumes go once its collection pushed to the depot (collect() ran),
             # or when it was verify's: the work is in the depot, or it was never work.
-            collected = self._staged.get(_key(spec))
+            collected = self._staged.get(_key(spec)) or _load_staged(spec.state / STAGED)
             done = spec.role == "verify" or (
                 collected is not None and git.resolve(collected.repo, "refs/heads/result")
             )
@@ -805,6 +816,14 @@ class SwarmBackend(SandboxBackend):
                     if exc.status_code not in (404, 409):
                         raise
         return removed
+
+
+def _load_staged(path: Path) -> _Staged | None:
+    try:
+        record = json.loads(path.read_text())
+        return _Staged(Path(record["repo"]), str(record["url"]), str(record["node"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _key(spec: SandboxSpec) -> tuple[str, str, str]:
