@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import docker
 import docker.errors
+import structlog
 
 from runner import git, names
 from runner.core.secrets import Masker
@@ -62,10 +63,15 @@ from runner.sandbox.options import (
 if TYPE_CHECKING:
     from runner.settings import Settings
 
+log = structlog.get_logger()
+
 DEPOT_PORT = 9418
 POLL_S = 0.25
 ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 """Swarm task states after which the step will not run (any more)."""
+START_TRIES = 3
+NOT_STARTED = "starting container failed"
+"""A task's Err when its container never started (so its script never ran)."""
 STAGED = "swarm-staged.json"
 """In a sandbox's state dir: its depot repo and its node (collection after a restart)."""
 MAX_NAME = 63
@@ -358,7 +364,26 @@ class SwarmBackend(SandboxBackend):
         template: dict[str, Any],
         timeout: float,
     ) -> tuple[dict[str, Any], bool, str]:
-        """Run one one-shot service to its end: (its task's status, timed out, its log)."""
+        """Run one one-shot service to its end: (its task's status, timed out, its name)."""
+        for attempt in range(1, START_TRIES + 1):
+            status, timed_out, name = self._step_once(spec, step, template, timeout)
+            # Seen here under load (20.10): "starting container failed: unable to remount dir
+            # as readonly: mount tmpfs .../mounts/secrets ... device or resource busy". The
+            # container never started, so its script never ran: made again, bounded.
+            why = str(status.get("Err") or "")
+            if not (status.get("State") == "failed" and why.startswith(NOT_STARTED)):
+                break
+            log.warning("service did not start; making it again", service=name, error=why[:300],
+                        attempt=attempt)  # fmt: skip
+        return status, timed_out, name
+
+    def _step_once(
+        self,
+        spec: SandboxSpec,
+        step: str,
+        template: dict[str, Any],
+        timeout: float,
+    ) -> tuple[dict[str, Any], bool, str]:
         name = object_name("runner", spec.run_id, step, spec.task_id)
         labels = L.labels_for(spec.run_id, spec.task_id, step)
         with translated(f"creating service {name}", self.timeout):

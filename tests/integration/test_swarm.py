@@ -1,5 +1,6 @@
-"""The Swarm backend on a real single-node swarm: the same results as containers, no bind mount
-from the host into a task, no route out, nothing of a run left behind.
+"""The Swarm backend on a real single-node swarm: the same results as containers (merged,
+conflict, scope violation, timeout), no bind mount from the host into a task, no route out,
+nothing of a run left behind.
 
 The session fixture makes this daemon a swarm manager if it is not one, and leaves it as it
 found it: a daemon that was not in a swarm leaves it at the end (containers on bridge
@@ -9,6 +10,7 @@ networks, which every other test uses, are unaffected by swarm mode).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -113,6 +115,10 @@ tasks:
     run: |
       mkdir -p docs && cat /shared/c.md > docs/c.md
       echo "new" > README.md
+  - id: slow
+    scope: ["slow/**"]
+    timeout: 5
+    run: mkdir -p slow && echo partial > slow/p.txt && sleep 120
   - id: docs
     scope: ["notes/**"]
     run: |
@@ -136,6 +142,7 @@ def test_conflict_and_scope_violation_same_as_containers(
         "first": "merged",
         "second": "conflict",
         "sneaky": "scope_violation",
+        "slow": "timeout",
         "docs": "merged",
     }
     assert swarm_ == containers
@@ -275,3 +282,22 @@ def test_a_task_may_write_only_its_own_ref_in_the_depot(tmp_path: Path) -> None:
     assert push("HEAD:refs/heads/result") != 0  # written once: never moved
     assert push(":refs/heads/result") != 0  # nor deleted
     assert push("HEAD:refs/heads/out") == 0
+
+
+# The attack suite's cases that apply to services, run as they are with RUNNER_BACKEND=swarm
+# (in a child pytest, inside this module's swarm). Left out, and why (docs/scale-out.md):
+# allowlist egress (no proxy service on Swarm yet), the disk guard (not on Swarm yet),
+# NoNewPrivs (not settable before API 1.44: the image has no setuid file instead).
+SECURITY = ["test_collector.py", "test_mergebase.py", "test_history.py", "test_outputs.py"]
+
+
+def test_attack_cases_that_apply_hold_on_swarm(swarm: None) -> None:
+    root = Path(__file__).parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         *(str(root / "tests" / "security" / name) for name in SECURITY)],
+        cwd=root, capture_output=True, text=True, timeout=1800, check=False,
+        env=os.environ | {"RUNNER_BACKEND": "swarm"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert " passed" in proc.stdout.splitlines()[-1]

@@ -7,7 +7,7 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 format=sha1; [ "${#RUNNER_START}" -eq 64 ] && format=sha256
 cd /work
 find /work -mindepth 1 -maxdepth 1 -exec rm -rf {} +  # a volume left by an earlier try
-git init --quiet --template= --object-format="$format" --initial-branch="$RUNNER_BRANCH" .
+git init --quiet --object-format="$format" --initial-branch="$RUNNER_BRANCH" .
 # The depot is a service of the run that may still be starting: a few tries, bounded.
 n=0
 until git fetch --quiet --no-tags "$RUNNER_DEPOT" refs/heads/start; do
