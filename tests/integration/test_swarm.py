@@ -286,18 +286,32 @@ def test_a_task_may_write_only_its_own_ref_in_the_depot(tmp_path: Path) -> None:
 
 # The attack suite's cases that apply to services, run as they are with RUNNER_BACKEND=swarm
 # (in a child pytest, inside this module's swarm). Left out, and why (docs/scale-out.md):
-# allowlist egress (no proxy service on Swarm yet), the disk guard (not on Swarm yet),
-# NoNewPrivs (not settable before API 1.44: the image has no setuid file instead).
-SECURITY = ["test_collector.py", "test_mergebase.py", "test_history.py", "test_outputs.py"]
+# - a task reading other branches' or a sibling's commits from /objects (reset, mergebase): on
+#   Swarm a task gets only its start commit's history, so these attacks cannot be tried;
+# - NoNewPrivs (not settable before API 1.44: the image has no setuid file instead);
+# - network none's single interface: an internal overlay has one (eth0) with no route out;
+# - the disk guard (not on Swarm yet); a log flood's head (the log is read from the daemon's
+#   rotated file after the task, so a flood keeps its tail, not its head: not yet streamed).
+SECURITY = ["test_collector.py", "test_history.py", "test_outputs.py", "test_escape.py",
+            "test_resources.py"]  # fmt: skip
+NOT_ON_SWARM = [
+    "test_reset_onto_another_branch_is_rejected",
+    "test_no_privilege_can_be_gained",
+    "test_network_none_has_no_route_out",
+    "test_disk_fill_is_stopped",
+    "test_log_flood_is_bounded",
+]
 
 
 def test_attack_cases_that_apply_hold_on_swarm(swarm: None) -> None:
     root = Path(__file__).parents[2]
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-k", " and ".join(f"not {name}" for name in NOT_ON_SWARM),
          *(str(root / "tests" / "security" / name) for name in SECURITY)],
         cwd=root, capture_output=True, text=True, timeout=1800, check=False,
         env=os.environ | {"RUNNER_BACKEND": "swarm"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-6000:]
-    assert " passed" in proc.stdout.splitlines()[-1]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in last and "failed" not in last, last
