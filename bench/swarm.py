@@ -16,6 +16,7 @@ a single-node swarm and leaves it at the end (as it found it); if it is, it is l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "bench",
@@ -80,6 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     client = docker.from_env(timeout=120)
     state = client.info()["Swarm"]["LocalNodeState"]
+    had_bridge = bool(client.networks.list(names=["docker_gwbridge"]))
     if state == "inactive":
         client.swarm.init(advertise_addr="127.0.0.1")
     try:
@@ -95,6 +98,10 @@ def main() -> None:
     finally:
         if state == "inactive":
             client.swarm.leave(force=True)
+            # Swarm mode makes docker_gwbridge and leaving keeps it: removed if it was not here.
+            for net in [] if had_bridge else client.networks.list(names=["docker_gwbridge"]):
+                with contextlib.suppress(docker.errors.APIError):
+                    net.remove()
     d, s = statistics.median(walls["docker"]), statistics.median(walls["swarm"])
     td, ts = statistics.median(per_task["docker"]), statistics.median(per_task["swarm"])
     print(f"\n{args.tasks} no-op tasks, {args.rounds} rounds, medians (seconds)")

@@ -9,6 +9,7 @@ networks, which every other test uses, are unaffected by swarm mode).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from tests.integration.conftest import git, make_repo, remove_caches, runner_cli
 @pytest.fixture(scope="session")
 def swarm(docker_client: docker.DockerClient, images: None) -> Iterator[None]:
     state = docker_client.info()["Swarm"]["LocalNodeState"]
+    bridges = {str(n.name) for n in docker_client.networks.list(names=[GWBRIDGE])}
     if state == "inactive":
         docker_client.swarm.init(advertise_addr="127.0.0.1")
     elif state != "active":
@@ -41,6 +43,19 @@ def swarm(docker_client: docker.DockerClient, images: None) -> Iterator[None]:
     finally:
         if state == "inactive":
             docker_client.swarm.leave(force=True)
+            leave_as_found(docker_client, bridges)
+
+
+GWBRIDGE = "docker_gwbridge"
+
+
+def leave_as_found(client: docker.DockerClient, bridges: set[str]) -> None:
+    """Swarm mode makes docker_gwbridge and leaving keeps it: removed when it was not there."""
+    if GWBRIDGE in bridges:
+        return
+    for net in client.networks.list(names=[GWBRIDGE]):
+        with contextlib.suppress(docker.errors.APIError):  # in use: kept, as the daemon's own
+            net.remove()
 
 
 def swarm_leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
