@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner import git
+from runner import git, names
 from runner.core.judge import printable
 from runner.core.results import TaskStatus
 from runner.errors import GitError, InputError, RunnerError
-from runner.runs import ACCEPTED_FILE, RunView, TaskView, read_accepted
+from runner.runs import RunView, TaskView, read_accepted
 
 
 class ApplyError(RunnerError):
@@ -270,7 +270,7 @@ def accept(repo: Path, run: RunView, task_id: str) -> Accepted:
 
 
 def _record(run: RunView, t: TaskView, previous: str, head: str) -> Path:
-    path = run.run_dir / ACCEPTED_FILE
+    path = names.accepted_path(run.run_dir)
     items = list(read_accepted(run.run_dir).values())
     items.append(
         {

@@ -12,13 +12,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from runner import cli_costs, cli_runs
+from runner import cli_costs, cli_runs, names
 from runner import log as runner_log
 from runner.core.plan import Plan, load_plan
 from runner.core.results import RunResult
@@ -65,13 +66,33 @@ def guarded(fn: F) -> F:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:  # a model of the runner's own: a bug
+                _crash()
+            # Settings are read from RUNNER_* variables when a command begins.
+            said = _settings_error(exc)
+            err.print(f"[red]error:[/] {escape(str(said))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(said.exit_code) from None
         except Exception:
-            crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
-            crash.write_text(traceback.format_exc())
-            err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
-            raise typer.Exit(3) from None
+            _crash()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _settings_error(exc: ValidationError) -> InputError:
+    problems = []
+    for e in exc.errors():
+        name = "RUNNER_" + str(e["loc"][0]).upper() if e["loc"] else "a RUNNER_ variable"
+        problems.append(f"environment variable {name}: {e['msg'].removeprefix('Value error, ')}")
+    return InputError("; ".join(problems), hint="fix or unset it (`env | grep ^RUNNER_`)")
+
+
+def _crash() -> NoReturn:
+    """An exception that is no user's error: a bug. Its traceback goes to a file."""
+    crash = Path(tempfile.gettempdir()) / f"runner-crash-{os.getpid()}.log"
+    crash.write_text(traceback.format_exc())
+    err.print(f"internal error: {sys.exc_info()[1]!r}; traceback in {crash}")
+    raise typer.Exit(3) from None
 
 
 def _version() -> str:
@@ -164,6 +185,14 @@ def run_cmd(
             show_default=False,
         ),
     ] = None,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            "--reuse",
+            help="Do not run a task whose input key matches a task merged in an earlier run: "
+            "re-apply that work instead (as the plan's `reuse: true`).",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan: one sandbox per task, bundles home, merged on runner/<run>/integration.
 
@@ -190,7 +219,9 @@ def run_cmd(
     runner_log.configure(settings.log_format, quiet=settings.log_format == "auto")
     ended: list[RunResult] = []
     try:
-        result = execute(plan, repo, settings, live=live, on_end=ended.append)
+        result = execute(
+            plan, repo, settings, live=live, on_end=ended.append, reuse=True if reuse else None
+        )
     except KeyboardInterrupt:
         if ended:  # the result document (and reports) still come out, saying `interrupted`
             _report(ended[0], json_out, junit, html)
@@ -235,6 +266,40 @@ def resume_cmd(
     ended: list[RunResult] = []
     try:
         result = execute(None, repo, settings, live=live, on_end=ended.append, resume=run)
+    except KeyboardInterrupt:
+        if ended:
+            _report(ended[0], json_out)
+        raise
+    _report(result, json_out)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("rerun")
+@guarded
+def rerun_cmd(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
+    repo: RepoOpt = Path("."),
+    allow_drift: Annotated[
+        str,
+        typer.Option(
+            "--allow-drift",
+            help="Inputs that may differ from the pinned ones, comma-separated: image, policy.",
+        ),
+    ] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+) -> None:
+    """Run a finished run's plan (its own copy) again as a new run, on its pinned base commit,
+    images and policies; refused when one of them is gone or changed (see --allow-drift).
+    Every task runs; the new result names the run it replays."""
+    settings = Settings()
+    live = not json_out and err.is_terminal
+    runner_log.configure(settings.log_format, quiet=json_out or live)
+    allow = [k.strip() for k in allow_drift.split(",") if k.strip()]
+    ended: list[RunResult] = []
+    try:
+        result = execute(
+            None, repo, settings, live=live, on_end=ended.append, rerun=run, allow_drift=allow
+        )
     except KeyboardInterrupt:
         if ended:
             _report(ended[0], json_out)
@@ -323,20 +388,29 @@ def execute(
     on_end: Callable[[RunResult], None] | None = None,
     resume: str | None = None,
     retry: Sequence[str] = (),
+    reuse: bool | None = None,
+    rerun: str | None = None,
+    allow_drift: Sequence[str] = (),
 ) -> RunResult:
-    """Load, pre-flight, run and report one plan (shared by `run`, `resume` and `demo`)."""
-    from runner.coordinator import Coordinator, state_root
+    """Load, pre-flight, run and report one plan (shared by `run`, `resume`, `rerun` and
+    `demo`)."""
+    from runner.coordinator import Coordinator, pin_inputs, state_root
     from runner.core.usage import load_prices, prices_path
     from runner.lock import repo_lock
     from runner.preflight import preflight
     from runner.report import append_usage, write_result
     from runner.sandbox.factory import make_backend
 
-    replay, again = None, list[str]()
+    replay, again, pinned, replays = None, list[str](), None, None
     if resume is not None:
         from runner.resume import prepare_resume
 
         prepared, replay, again = prepare_resume(repo, resume, settings, os.environ, retry)
+    elif rerun is not None:
+        from runner.resume import prepare_rerun
+
+        prepared, replays, pinned = prepare_rerun(repo, rerun, settings, os.environ)
+        reuse = False  # a replay runs every task again
     else:
         assert plan is not None
         prepared = preflight(load_plan(plan), repo, settings, os.environ)
@@ -349,6 +423,12 @@ def execute(
             hint="build the runner's images with `runner images build` (a plan may name yours)",
         )
     check_runtimes(prepared.doc, prepared.runtime_asks, backend.runtimes())
+    if pinned is not None and replays is not None:
+        from runner.resume import check_drift
+
+        now = pin_inputs(prepared, backend, settings.backend)
+        for said in check_drift(replays, pinned, now, allow_drift):
+            err.print(f"[yellow]note:[/] {escape(said)}", soft_wrap=True)
     backend.cleanup(None)  # reap what dead runs left behind
     root = state_root(prepared.repo, settings.state_dir)
     coordinator = Coordinator(
@@ -359,10 +439,12 @@ def execute(
         resume=replay,
         retry=again,
         prices=load_prices(prices_path(settings.prices, os.environ)),
+        backend_name=settings.backend,
+        replays=replays,
+        reuse=reuse,
     )
     with repo_lock(root, coordinator.run_id):
         try:
-            from runner import names
             from runner.progress import Progress
 
             # On a terminal a live table, elsewhere one line per state change: both on stderr.
@@ -378,7 +460,7 @@ def execute(
                 err.print(f"[yellow]note:[/] {escape(tidied.note)}", soft_wrap=True)
         finally:
             write_result(coordinator.result)
-            append_usage(coordinator.result, root / "usage.jsonl")
+            append_usage(coordinator.result, names.usage_log(root))
             if on_end is not None:
                 on_end(coordinator.result)
     return result
@@ -457,7 +539,7 @@ def report_cmd(
     if junit is None and html is None:
         raise InputError("no report asked for", hint="give --junit PATH and/or --html PATH")
     run_dir = find_run(state_root(git.toplevel(repo), Settings().state_dir), run)
-    path = run_dir / "result.json"
+    path = names.result_path(run_dir)
     try:
         result = RunResult.model_validate_json(path.read_bytes())
     except FileNotFoundError:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from runner import names
 from runner.core.results import RunResult
 from runner.core.usage import (
     Prices,
@@ -110,11 +111,11 @@ def load_results(root: Path, which: str | None) -> list[RunResult]:
     if which is not None:
         dirs = [find_run(root, which)]
     else:
-        runs_dir = root / "runs"
+        runs_dir = names.runs_dir(root)
         dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     results = []
     for d in dirs:
-        path = d / "result.json"
+        path = names.result_path(d)
         try:
             results.append(RunResult.model_validate_json(path.read_bytes()))
         except FileNotFoundError:

@@ -292,9 +292,20 @@ def show_cmd(
     run: RunArg,
     task: Annotated[str | None, typer.Argument(help="Only this task's record.")] = None,
     repo: RepoOpt = Path("."),
+    inputs: Annotated[
+        bool,
+        typer.Option(
+            "--inputs",
+            help="Print what the run pinned (plan, base, images, policies, versions, each "
+            "task's definition hash and start commit), one per line.",
+        ),
+    ] = False,
 ) -> None:
     """The run's result record (or one task's) as JSON; while it runs, its journal's state."""
     view = _run(repo, run)
+    if inputs:
+        _print_inputs(view, task)
+        return
     doc: Any
     if view.result is not None and view.result.status.value != "running":
         doc = view.result.model_dump(mode="json")
@@ -312,6 +323,32 @@ def show_cmd(
         view.task(task)  # a clear error for an unknown task
         doc = next(t for t in doc["tasks"] if t["id"] == task)
     print(json.dumps(doc, indent=2))
+
+
+def _print_inputs(view: RunView, task: str | None) -> None:
+    from runner.core.inputs import describe
+    from runner.resume import run_record
+
+    record = run_record(view.run_dir)
+    if record.inputs is None:
+        raise InputError(
+            f"run {view.run_id} pinned no inputs (an older runner made it)",
+            hint=f"its base commit: {view.base_commit}",
+        )
+    lines = describe(record.inputs, {t.id: t.start_commit for t in record.tasks})
+    if record.replays:
+        lines.insert(0, f"replays: {record.replays}")
+    for t in record.tasks:
+        if t.key is not None:
+            lines.append(f"key: {t.id} {t.key}")
+        if t.reused_from is not None:
+            r = t.reused_from
+            lines.append(f"reused: {t.id} from run {r.run} task {r.task} commit {r.commit}")
+    if task is not None:
+        view.task(task)  # a clear error for an unknown task
+        mine = (["task:", task], ["key:", task], ["reused:", task])
+        lines = [ln for ln in lines if ln.split(" ", 2)[:2] in mine]
+    print("\n".join(lines))
 
 
 # -- apply, accept -------------------------------------------------------------------------

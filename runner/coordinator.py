@@ -23,7 +23,17 @@ from typing import Any
 
 import structlog
 
-from runner import events, git, names, workspace
+from runner import events, git, names, reapply, workspace
+from runner.core.inputs import (
+    Candidate,
+    KeyParts,
+    RunInputs,
+    TaskInputs,
+    definition_hash,
+    find_reusable,
+    input_key,
+    policy_hash,
+)
 from runner.core.judge import Ending, Limits, judge, printable, retry_due
 from runner.core.projection import Replay
 from runner.core.results import RunResult, RunStatus, TaskStatus
@@ -59,6 +69,53 @@ def plan_hash(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def runner_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runner")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from runner import __version__
+
+        return __version__
+
+
+def pin_inputs(prepared: Prepared, backend: SandboxBackend, backend_name: str) -> RunInputs:
+    """What a run of `prepared` depends on besides the repo's history, as it is now."""
+    plan = prepared.doc.plan
+    egress = any(pol.network == "allowlist" for pol in prepared.policies.values())
+    used = prepared.images | backend.required_images(egress=egress)
+    found = backend.image_ids(used)
+    names_of = {"": plan.policy} | {t.id: t.policy or plan.policy for t in plan.tasks}
+    shared_tree = None
+    if plan.shared:
+        shared_tree = reapply.tree_of(prepared.repo, prepared.base_commit, plan.shared)
+    collector = getattr(backend, "collector_image", None)
+    return RunInputs(
+        plan=prepared.doc.source,
+        plan_hash=plan_hash(prepared.doc.text),
+        base_commit=prepared.base_commit,
+        shared=plan.shared,
+        shared_tree=shared_tree,
+        tasks={
+            t.id: TaskInputs(
+                definition=definition_hash(t, plan),
+                image=t.image or plan.image,
+                policy=names_of[t.id],
+            )
+            for t in plan.tasks
+        },
+        images={name: found.get(name) for name in sorted(used)},
+        image_digests=backend.image_digests(used),
+        verify_image=plan.image if plan.verify else None,
+        collector_image=collector if isinstance(collector, str) else None,
+        policies={names_of[k]: policy_hash(pol) for k, pol in prepared.policies.items()},
+        runner_version=runner_version(),
+        backend=backend_name,
+        daemon_version=backend.engine_version(),
+    )
+
+
 @dataclass
 class Coordinator:
     prepared: Prepared
@@ -74,6 +131,12 @@ class Coordinator:
     """Prices per model (the user's prices file) to estimate what an agent did not report."""
     retry: list[str] = field(default_factory=list)
     """Tasks to run again in the resumed run (`runner retry`), with what depends on them."""
+    backend_name: str = "docker"
+    """The backend's name (Settings.backend), pinned in the result's inputs."""
+    replays: str | None = None
+    """The run this one replays (`runner rerun`)."""
+    reuse: bool | None = None
+    """Reuse earlier runs' merged work by input key (`--reuse`); None: the plan's `reuse`."""
 
     def __post_init__(self) -> None:
         p = self.prepared
@@ -92,7 +155,14 @@ class Coordinator:
         """The signal that interrupted the run (SIGINT, SIGTERM)."""
         self.journal: Journal | None = None
         self._lock = threading.RLock()
-        self.replay = self.resume or Replay.start(self._planned())
+        self._planned_event: dict[str, Any] | None = None
+        if self.resume is None:
+            self._planned_event = self._planned()  # once: it pins the images' ids
+            self.replay = Replay.start(self._planned_event)
+        else:
+            self.replay = self.resume
+        self.reusing = self.replay.reuse
+        self._candidates: list[Candidate] | None = None
         self.closing = False
         """Set by a second Ctrl-C: no new sandbox is started, work in flight is abandoned."""
         self._pool: ThreadPoolExecutor | None = None
@@ -115,10 +185,14 @@ class Coordinator:
 
     def _planned(self) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        pins = pin_inputs(self.prepared, self.backend, self.backend_name)
         return {
             **events.planned(self.prepared, self.run_id, str(self.run_dir), self.integration_ref),
             "plan_hash": plan_hash(self.prepared.doc.text),
             "plan_copy": str(names.plan_copy(self.run_dir)),
+            "inputs": pins.model_dump(mode="json"),
+            "replays": self.replays,
+            "reuse": self.plan.reuse if self.reuse is None else self.reuse,
             "started_at": now,
             "time": now,
         }
@@ -133,7 +207,8 @@ class Coordinator:
         status, error = RunStatus.ERROR, None
         if self.resume is None:
             names.plan_copy(self.run_dir).write_text(self.prepared.doc.text)
-            self._emit("planned", **self._planned())
+            assert self._planned_event is not None
+            self._emit("planned", **self._planned_event)
             git.update_ref(self.repo, self.integration_ref, self.prepared.base_commit)
         else:
             self._emit("resumed", pid=os.getpid(), retry=self.retry)
@@ -284,8 +359,12 @@ class Coordinator:
                 continue
             if phase in (Phase.RUNNING, Phase.COLLECTING):
                 self.leftover[task_id] = phase
-            self._emit("task_queued", task=task_id, wave=index, start=head)
-            runnable.append(task_id)
+            self._emit(
+                "task_queued", task=task_id, wave=index, start=head, **self._key(task_id, head)
+            )
+            fresh = phase in (Phase.PENDING, Phase.QUEUED) and not r.attempt.get(task_id)
+            if not (self.reusing and fresh and self._reused(task_id, head)):
+                runnable.append(task_id)
         self._run_tasks(runnable, head)
 
         ready = [(t, r.ready[t]) for t in wave if t in r.ready]
@@ -348,6 +427,68 @@ class Coordinator:
                 raise
             raise
         pool.shutdown()
+
+    # -- incremental runs ----------------------------------------------------------------------
+    def _key(self, task_id: str, start: str) -> dict[str, Any]:
+        """`task_queued` fields: the task's input key and its parts (none without pins)."""
+        pins = self.result.inputs
+        if pins is None or task_id not in pins.tasks:
+            return {}
+        t = pins.tasks[task_id]
+        parts = KeyParts(
+            definition=t.definition,
+            start_tree=reapply.tree_of(self.repo, start) or "",
+            shared_tree=pins.shared_tree,
+            image_id=pins.images.get(t.image),
+            policy=pins.policies.get(t.policy, ""),
+        )
+        return {"key": input_key(parts), "key_parts": parts.model_dump(mode="json")}
+
+    def _reused(self, task_id: str, start: str) -> bool:
+        """Re-apply an earlier run's merged work of the same key instead of running the task;
+        False (run it) when there is none or it does not apply cleanly on `start`."""
+        key = self.result.task(task_id).key
+        if key is None:
+            return False
+        if self._candidates is None:
+            runs = names.runs_dir(self.state_dir)
+            self._candidates = reapply.candidates(runs, self.run_id)
+        source = find_reusable(key, self._candidates, lambda c: git.has_object(self.repo, c))
+        if source is None:
+            return False
+        message = (
+            f"runner {self.run_id}: task {task_id}, reused\n\n"
+            f"Reused from: run {source.run} task {source.task} commit {source.commit}\n"
+        )
+        commit = reapply.reapply(self.repo, source.start_commit, source.commit, start, message)
+        if commit is None:
+            log.info("reuse conflicts: the task runs", task=task_id, source=source.run)
+            return False
+        files = git.changed_paths(self.repo, start, commit)
+        ref = names.task_ref(self.run_id, task_id)
+        self._emit(
+            "reused",
+            task=task_id,
+            source=source.model_dump(mode="json"),
+            ref=ref,
+            commit=commit,
+            files_changed=files,
+        )
+        git.update_ref(self.repo, ref, commit)
+        log.info("task reused", task=task_id, run=source.run, commit=commit[:12])
+        # Judged as a task that exited 0 with these changes: the scope check still applies.
+        ending = Execution(
+            exit_code=0,
+            timed_out=False,
+            oom_killed=False,
+            duration_s=0.0,
+            log_path=Path(os.devnull),
+        )
+        got = Attempt(ending=ending, commit=commit, files=tuple(files), kept=ref)
+        policy = self.prepared.policies[task_id]
+        timeout = self.plan.task(task_id).timeout or self.plan.timeout
+        self._judge_with(task_id, got, Limits(timeout, policy.memory, policy.disk))
+        return True
 
     def _blocked(self, task_id: str) -> str | None:
         # Declared dependencies only: an order added by `serialize` is not a dependency.
@@ -506,6 +647,10 @@ class Coordinator:
 
     def _judge(self, task_id: str, got: Attempt, spec: SandboxSpec) -> TaskStatus | None:
         """Judge an attempt; None: its work is ready to merge."""
+        limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
+        return self._judge_with(task_id, got, limits)
+
+    def _judge_with(self, task_id: str, got: Attempt, limits: Limits) -> TaskStatus | None:
         if self.closing:
             return TaskStatus.FAILED  # abandoned: the run's end says so, with its workspace
         if got.failure is not None or got.ending is None:
@@ -526,7 +671,6 @@ class Coordinator:
             violations=tuple(found),
             kept=got.kept,
         )
-        limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
         status, reason = judge(ending, limits)
         if status is not None:
             # Cut short by the signal, not ended by itself: a resume runs it again.

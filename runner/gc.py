@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 def write_owner(run_dir: Path) -> None:
     """Mark a run directory with its owner process, so gc can tell a live run from a dead one."""
     owner = L.labels_for("-", "-", "owner")
-    (run_dir / "owner.json").write_text(json.dumps({"pid": owner[L.PID], "host": owner[L.HOST]}))
+    names.owner_path(run_dir).write_text(json.dumps({"pid": owner[L.PID], "host": owner[L.HOST]}))
 
 
 def run_alive(run_dir: Path) -> bool:
     """Whether the process that owns a run (its owner.json) still runs."""
     try:
-        data = json.loads((run_dir / "owner.json").read_text())
+        data = json.loads(names.owner_path(run_dir).read_text())
     except (OSError, ValueError):
         return False
     return L.owner_alive({L.PID: str(data.get("pid", 0)), L.HOST: str(data.get("host", ""))})
@@ -42,7 +42,7 @@ def stale_state(repo: Path, root: Path) -> tuple[list[Path], list[Path]]:
     """
     remove: list[Path] = []
     kept: list[Path] = []
-    for run_dir in sorted((root / "runs").glob("*")):
+    for run_dir in sorted(names.runs_dir(root).glob("*")):
         if run_alive(run_dir):
             continue
         if (run_dir / "objects").exists():  # `objects: reachable` stores: a copy of history

@@ -130,6 +130,12 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
     """Fetch src from a bundle (or a repo path) into dest_ref, checking every object (fsck).
 
     From a repo, only the objects dest_ref needs travel (unlike a bundle's whole pack)."""
+    fetch_checked(repo, bundle, src, dest_ref)
+    return out(repo, "rev-parse", dest_ref)
+
+
+def fetch_checked(repo: Path, source: Path, src: str, dest_ref: str) -> None:
+    """fetch_bundle without reading dest_ref back (the caller knows what it holds)."""
     git(
         repo,
         "-c",
@@ -138,10 +144,9 @@ def fetch_bundle(repo: Path, bundle: Path, src: str, dest_ref: str) -> str:
         "--quiet",
         "--no-tags",
         "--no-write-fetch-head",
-        str(bundle),
+        str(source),
         f"+{src}:{dest_ref}",
     )
-    return out(repo, "rev-parse", dest_ref)
 
 
 def object_format(repo: Path) -> str:
@@ -149,12 +154,21 @@ def object_format(repo: Path) -> str:
     return out(repo, "rev-parse", "--show-object-format")
 
 
+def layout(repo: Path) -> tuple[str, Path]:
+    """(object_format, common_dir) from one git process: every clone and intake needs both."""
+    fmt, common = out(
+        repo, "rev-parse", "--show-object-format", "--path-format=absolute", "--git-common-dir"
+    ).splitlines()
+    return fmt, Path(common)
+
+
 def init_quarantine(path: Path, repo: Path) -> None:
     """A bare repo of the runner's own that borrows repo's objects (read-only use)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = f"--object-format={object_format(repo)}"
-    git(path.parent, "init", "--quiet", "--bare", "--template=", fmt, str(path))
-    borrow_from = common_dir(repo) / "objects"
+    fmt, common = layout(repo)
+    git(path.parent, "init", "--quiet", "--bare", "--template=", f"--object-format={fmt}",
+        str(path))  # fmt: skip
+    borrow_from = common / "objects"
     (path / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (path / "objects" / "info" / "alternates").write_text(f"{borrow_from}\n")
 
@@ -162,6 +176,15 @@ def init_quarantine(path: Path, repo: Path) -> None:
 def object_type(repo: Path, oid: str) -> str | None:
     proc = git(repo, "cat-file", "-t", "--end-of-options", oid, check=False)
     return _text(proc.stdout).strip() if proc.returncode == 0 else None
+
+
+def ref_object(repo: Path, ref: str) -> tuple[str, str] | None:
+    """(object id, type) of what ref points at (not peeled), or None if it names nothing."""
+    proc = git(
+        repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=f"{ref}\n".encode()
+    )
+    fields = _text(proc.stdout).split()
+    return (fields[0], fields[1]) if len(fields) == 2 and fields[1] != "missing" else None
 
 
 def object_count(repo: Path) -> int:
@@ -176,6 +199,19 @@ def object_count(repo: Path) -> int:
 
 def is_ancestor(repo: Path, old: str, new: str) -> bool:
     return git(repo, "merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+
+
+def descent(repo: Path, start: str, commit: str) -> list[str] | None:
+    """The commits of start..commit if commit descends from start (or is it), else None.
+
+    One walk of `start...commit`: start is an ancestor of commit exactly when no commit
+    of start's history is missing from commit's (the left side is empty).
+    """
+    raw = out(repo, "rev-list", "--left-right", f"{start}...{commit}", "--")
+    lines = raw.split()
+    if any(line.startswith("<") for line in lines):
+        return None
+    return [line[1:] for line in lines]
 
 
 def rev_list(repo: Path, *revs: str) -> list[str]:
@@ -274,14 +310,30 @@ def clone_for_sandbox(repo: Path, commit: str, dest: Path, branch: str, objects_
     bind-mounted read-only at `objects_at` in the sandbox. Measured here: about the cost of
     `git worktree add` on a 50,000-commit repo, where copying a full pack costs ~20x.
     """
-    objects = common_dir(repo) / "objects"
-    fmt = f"--object-format={object_format(repo)}"
-    git(dest.parent, "init", "--quiet", "--initial-branch", branch, fmt, str(dest))
+    fmt, common = layout(repo)
+    git(dest.parent, "init", "--quiet", "--initial-branch", branch, f"--object-format={fmt}",
+        str(dest))  # fmt: skip
     info = dest / ".git" / "objects" / "info"
-    (info / "alternates").write_text(f"{objects}\n")
-    git(dest, "update-ref", f"refs/heads/{branch}", commit)
-    git(dest, "reset", "--hard", "--quiet", commit)
+    (info / "alternates").write_text(f"{common / 'objects'}\n")
+    # The unborn branch made at commit and checked out: one process (was update-ref + reset).
+    git(dest, "checkout", "--quiet", "--force", "-B", branch, commit)
     (info / "alternates").write_text(f"{objects_at}\n")
+
+
+def refresh_index(clone: Path, objects: Path) -> None:
+    """Record the work tree's current stat data in a clone_for_sandbox clone's index.
+
+    A file whose content changed stays marked changed (never staged). Comparing a symlink
+    needs its blob: the clone borrows `objects` (the host's store) for the refresh, not the
+    path it borrows from inside the sandbox.
+    """
+    alternates = clone / ".git" / "objects" / "info" / "alternates"
+    inside = alternates.read_text()
+    alternates.write_text(f"{objects}\n")
+    try:
+        git(clone, "update-index", "-q", "--refresh")
+    finally:
+        alternates.write_text(inside)
 
 
 def is_dirty(repo: Path) -> bool:

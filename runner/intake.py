@@ -70,20 +70,22 @@ def _checked(
     repo: Path, quarantine: Path, start: str, bundle: Path, ref: str, max_objects: int
 ) -> Intake:
     try:
-        commit = git.fetch_bundle(quarantine, bundle, names.RESULT_REF, "refs/result")
+        git.fetch_checked(quarantine, bundle, names.RESULT_REF, "refs/result")
     except GitError as exc:
         return Intake(None, problem=f"its bundle failed git's checks: {_tail(exc)}")
-    if (kind := git.object_type(quarantine, commit)) != "commit":
-        return Intake(None, problem=f"its result is a {kind}, not a commit")
+    found = git.ref_object(quarantine, "refs/result")
+    if found is None or found[1] != "commit":
+        return Intake(None, problem=f"its result is a {found[1] if found else None}, not a commit")
+    commit = found[0]
     if (count := git.object_count(quarantine)) > max_objects:
         return Intake(
             None, problem=f"its bundle has {count} objects (policy max_objects: {max_objects})"
         )
-    if not git.is_ancestor(quarantine, start, commit):
+    new = git.descent(quarantine, start, commit)
+    if new is None:
         return Intake(None, problem=f"its commit does not descend from its start {start[:12]}")
     # Every commit of start..commit must be the task's own: a commit the user's repo already
     # has is another task's result or another branch, taken as if it were this task's work.
-    new = git.rev_list(quarantine, commit, f"^{start}")
     if known := git.present(repo, new):
         where = ", ".join(git.refs_containing(repo, known[0])) or "your repo"
         return Intake(
@@ -91,7 +93,8 @@ def _checked(
             problem=f"its history holds commits it did not make ({known[0][:12]}, on {where})",
         )
     try:
-        commit = git.fetch_bundle(repo, quarantine, "refs/result", ref)
+        # Only what refs/result reaches travels; the ref then holds exactly commit.
+        git.fetch_checked(repo, quarantine, "refs/result", ref)
     except GitError as exc:
         return Intake(None, problem=f"its work failed git's checks: {_tail(exc)}")
     changes = [Change(p, old, new) for p, old, new in git.changes(repo, start, commit)]

@@ -43,8 +43,38 @@ def verify_failed_ref(run_id: str, *, wave: int | None = None, task: str | None 
     return f"refs/runner/{run_id}/verify-failed/{what}"
 
 
+def runs_dir(state_root: Path) -> Path:
+    """Where every run of a repo keeps its state (one dir per run id)."""
+    return state_root / "runs"
+
+
 def run_dir(state_root: Path, run_id: str) -> Path:
-    return state_root / "runs" / run_id
+    return runs_dir(state_root) / run_id
+
+
+def result_path(run_dir: Path) -> Path:
+    """The run's result document (the journal's projection, written when the run ends)."""
+    return run_dir / "result.json"
+
+
+def owner_path(run_dir: Path) -> Path:
+    """Which process runs it (pid, host): how gc and resume tell a live run from a dead one."""
+    return run_dir / "owner.json"
+
+
+def accepted_path(run_dir: Path) -> Path:
+    """Scope violations a person accepted after the run (`runner accept`)."""
+    return run_dir / "accepted.json"
+
+
+def usage_log(state_root: Path) -> Path:
+    """One line per task of every run of the repo (time, status, usage)."""
+    return state_root / "usage.jsonl"
+
+
+def sandbox_log(state: Path, role: str) -> Path:
+    """A sandbox's log in its state dir (`task.log`, `verify.log`)."""
+    return state / f"{role}.log"
 
 
 def journal_path(run_dir: Path) -> Path:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from runner import names
 from runner.core.results import RunResult, TaskStatus
 from runner.reports.facts import complete, verify_said
 
@@ -36,7 +37,7 @@ def write_result(result: RunResult) -> Path:
     """Write result.json, first completing it from the run's journal (start times, every
     verify with its log)."""
     complete(result)
-    path = Path(result.state_dir) / "result.json"
+    path = names.result_path(Path(result.state_dir))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.model_dump_json(indent=2) + "\n")
     return path
@@ -138,6 +139,16 @@ def print_summary(result: RunResult, console: Console) -> None:
         u = result.usage
         cost = f"${u.cost_usd:.4f} ({u.cost_source})" if u.cost_usd is not None else "unknown"
         console.print(f"usage: {u.tokens or 0} tokens, cost {cost}   (runner costs for more)")
+    reused = [t.id for t in result.tasks if t.reused_from is not None]
+    if reused:
+        s = result.saved
+        said = "nothing recorded"
+        if s is not None:
+            cost = f"${s.cost_usd:.4f} ({s.cost_source})" if s.cost_usd is not None else "unknown"
+            said = f"{s.tokens or 0} tokens, cost {cost}"
+        console.print(f"reused {len(reused)} task(s) ({', '.join(reused)}): saved {said}")
+    if result.replays:
+        console.print(f"replays run {result.replays}")
     branch = result.integration_ref.removeprefix("refs/heads/")
     console.print(f"integration branch: {branch} at {(result.integration_commit or '-')[:12]}")
     console.print(f"  inspect: git -C {result.repo} log --oneline --graph {branch}", soft_wrap=True)

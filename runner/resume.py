@@ -11,10 +11,11 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runner import git
+from runner import git, names
+from runner.core.inputs import DRIFT_KINDS, RunInputs, drift, notes
 from runner.core.plan import parse_plan
 from runner.core.projection import Replay, replay
-from runner.core.results import RunStatus
+from runner.core.results import RunResult, RunStatus
 from runner.core.runstate import BadEvent
 from runner.errors import InputError
 from runner.journal import read_journal
@@ -49,6 +50,54 @@ def prepare_resume(
     return prepared, done, again
 
 
+def prepare_rerun(
+    repo: Path, which: str, settings: Settings, environ: Mapping[str, str]
+) -> tuple[Prepared, str, RunInputs]:
+    """`runner rerun`: the run's own plan copy, checked again, on its pinned base commit, and
+    the inputs it pinned (the caller checks the images and policies against them).
+    Raises InputError (nothing is changed)."""
+    _, prepared, done = load_run_plan(repo, which, settings, environ)
+    result = done.result
+    if result.status is RunStatus.RUNNING:
+        raise InputError(
+            f"run {result.run_id} has not finished: there is no result to replay yet",
+            hint=f"see `runner status {result.run_id}`; `runner resume` continues it",
+        )
+    if result.inputs is None:
+        raise InputError(
+            f"run {result.run_id} pinned no inputs (an older runner made it): it cannot be "
+            "replayed exactly",
+            hint="run its plan again with `runner run`",
+        )
+    if not git.has_object(prepared.repo, result.base_commit):
+        raise InputError(
+            f"run {result.run_id}: its base commit {result.base_commit} is gone from the repo",
+            hint="fetch it again, or run the plan with `runner run`",
+        )
+    return prepared, result.run_id, result.inputs
+
+
+def check_drift(run_id: str, pinned: RunInputs, now: RunInputs, allow: Sequence[str]) -> list[str]:
+    """Refuse a rerun whose pinned images or policies are gone or changed, unless `allow`
+    names their kind. Returns what differs but is allowed, and version notes.
+    Raises InputError."""
+    for kind in allow:
+        if kind not in DRIFT_KINDS:
+            raise InputError(
+                f"--allow-drift {kind}: not an input that may drift",
+                hint=f"say one or more of: {', '.join(DRIFT_KINDS)}",
+            )
+    found = drift(pinned, now)
+    refused = [what for kind, what in found if kind not in allow]
+    if refused:
+        kinds = sorted({kind for kind, what in found if kind not in allow})
+        raise InputError(
+            f"run {run_id} cannot be replayed: " + "; ".join(refused),
+            hint=f"restore it, or let it differ: --allow-drift {','.join(kinds)}",
+        )
+    return [what for _, what in found] + notes(pinned, now)
+
+
 def load_run_plan(
     repo: Path, which: str, settings: Settings, environ: Mapping[str, str]
 ) -> tuple[Path, Prepared, Replay]:
@@ -59,7 +108,7 @@ def load_run_plan(
 
     top = git.toplevel(repo)
     run_dir = find_run(state_root(top, settings.state_dir), which)
-    read = read_journal(run_dir / "journal.jsonl")
+    read = read_journal(names.journal_path(run_dir))
     try:
         done = replay(read.events)
     except BadEvent as exc:
@@ -79,6 +128,15 @@ def load_run_plan(
     if prepared.dispatch.waves != _waves(read.events):
         raise InputError(f"run {result.run_id}: its plan now makes other waves")
     return run_dir, dataclasses.replace(prepared, base_commit=result.base_commit), done
+
+
+def run_record(run_dir: Path) -> RunResult:
+    """A run's result as its journal says (also while it runs). Raises InputError."""
+    read = read_journal(names.journal_path(run_dir))
+    try:
+        return replay(read.events).result
+    except BadEvent as exc:
+        raise InputError(f"{names.journal_path(run_dir)}: cannot read the run: {exc}") from None
 
 
 def _retried(prepared: Prepared, done: Replay, named: Sequence[str]) -> list[str]:

@@ -167,7 +167,7 @@ def _ending(run_dir: Path, events: list[dict[str, Any]]) -> tuple[str, datetime 
         if ev.get("event") == "run_ended":
             return str(ev.get("status", "unknown")), parse_time(str(ev.get("time", "")))
     try:
-        doc = json.loads((run_dir / "result.json").read_text())
+        doc = json.loads(names.result_path(run_dir).read_text())
     except (OSError, ValueError):
         doc = {}
     ended = parse_time(str(doc.get("finished_at") or "")) if isinstance(doc, dict) else None
@@ -385,7 +385,7 @@ def record_cache_use(repo: Path, root: Path, run_dirs: Iterable[Path]) -> dict[s
 def all_run_dirs(root: Path, repo: Path) -> list[Path]:
     """The state dirs of the repo's runs. A state root shared by repos (RUNNER_STATE_DIR)
     holds other repos' runs too: those are left out, by the repo their journal names."""
-    runs_dir = root / "runs"
+    runs_dir = names.runs_dir(root)
     found = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     return [p for p in found if _repo_of(p) in (None, repo.resolve())]
 

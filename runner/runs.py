@@ -30,10 +30,6 @@ from runner.status import LATEST, find_run
 
 __all__ = ["LATEST", "find_run"]
 
-RESULT_FILE = "result.json"  # report.write_result's spelling
-ACCEPTED_FILE = "accepted.json"
-"""Tasks a person accepted after review (`runner accept`), next to result.json."""
-TASK_LOG = "task.log"  # the Docker backend's spelling: <sandbox dir>/<role>.log
 DIED = "died"
 """Shown for a run whose journal has no end and whose process is gone."""
 
@@ -123,7 +119,7 @@ class RunView:
 
 def list_runs(root: Path) -> list[Path]:
     """Run dirs, oldest first (run ids begin with their start time)."""
-    runs_dir = root / "runs"
+    runs_dir = names.runs_dir(root)
     if not runs_dir.is_dir():
         return []
     return sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
@@ -139,15 +135,14 @@ def load_run(run_dir: Path) -> RunView:
         return _from_result(run_dir, result, state, alive, accepted)
     if state is None:
         raise InputError(
-            f"run {run_dir.name} has neither {RESULT_FILE} nor a journal: it stopped before "
-            "it began",
+            f"run {run_dir.name} has neither a result nor a journal: it stopped before it began",
             hint=f"look in {run_dir}",
         )
     return _from_state(run_dir, state, result, alive, accepted)
 
 
 def _read_result(run_dir: Path) -> RunResult | None:
-    path = run_dir / RESULT_FILE
+    path = names.result_path(run_dir)
     try:
         return RunResult.model_validate_json(path.read_bytes())
     except FileNotFoundError:
@@ -265,7 +260,7 @@ def _log_while_running(run_dir: Path, task_id: str, started: str | None) -> str 
 
 
 def task_log_path(run_dir: Path, task_id: str) -> Path:
-    return names.sandbox_dir(run_dir, "task", task_id) / TASK_LOG
+    return names.sandbox_log(names.sandbox_dir(run_dir, "task", task_id), "task")
 
 
 def _verify_logs(run_dir: Path, r: RunResult | None) -> list[VerifyLog]:
@@ -284,7 +279,7 @@ def _verify_logs(run_dir: Path, r: RunResult | None) -> list[VerifyLog]:
 
 def read_accepted(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Tasks accepted after review, by id (see runner.apply.accept)."""
-    path = run_dir / ACCEPTED_FILE
+    path = names.accepted_path(run_dir)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     """Dockerfiles of the runner's own images; default: the package's own."""
     collector_image: str = "runner/sandbox:1"
     """Image of the collector sandbox (needs git and sh); the runner's own by default."""
-    docker_timeout: float = 120
+    docker_timeout: float = Field(default=120, ge=1, le=86400, allow_inf_nan=False)
     """Seconds any one Docker API call may take (a task's own run has its plan timeout)."""
     backend: Literal["docker", "swarm"] = "docker"
     """The sandbox backend (runner.sandbox.factory): `docker` (a container per sandbox) or

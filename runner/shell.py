@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,9 +29,10 @@ def run_shell(
     from runner.sandbox.base import SandboxSpec
     from runner.sandbox.factory import make_backend
 
-    if not argv:
+    if not argv and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise InputError(
-            "give the command to run after --", hint="runner shell RUN TASK -- cat FILE"
+            "give the command to run after -- (an interactive shell needs a terminal)",
+            hint="runner shell RUN TASK -- cat FILE",
         )
     run_dir, prepared, done = load_run_plan(repo, which, settings, os.environ)
     result = done.result
@@ -63,6 +65,8 @@ def run_shell(
             workspace.make_clone(
                 prepared.repo, commit, spec.workspace, f"task/{task_id}", spec.policy.user
             )
+            if not argv:
+                return backend.interactive(spec), ""
             ex = backend.execute(spec)
             output = ex.log_path.read_text(errors="replace")
             code = 124 if ex.timed_out else (ex.exit_code if ex.exit_code is not None else 1)

@@ -44,7 +44,7 @@ class Status:
 
 def find_run(root: Path, which: str) -> Path:
     """The run dir for a run id, a unique prefix of one, or `latest`. Raises InputError."""
-    runs_dir = root / "runs"
+    runs_dir = names.runs_dir(root)
     runs = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     if not runs:
         raise InputError(f"no runs in {runs_dir}", hint="start one: runner run PLAN --repo DIR")

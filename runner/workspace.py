@@ -11,6 +11,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -23,13 +24,47 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 def make_clone(repo: Path, commit: str, dest: Path, branch: str, owner: str) -> None:
     """Clone at commit that borrows the host objects (read-only at /objects in the sandbox).
 
-    Files are given to the sandbox uid so the non-root task can write its workspace.
+    Files are given to the sandbox uid so the non-root task can write its workspace, and the
+    index is refreshed after that, so that its stat cache matches the files the sandbox sees.
+    Without it, every file's new ctime (from the chown) or a checkout in the index's own
+    second ("racily clean" entries) made the first `git status` or `git add` in the sandbox
+    (the task's, the collector's) hash the whole tree again, under the sandbox's CPU limit.
     """
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # Whole seconds before the index is rewritten: git compares mtimes by the second, and an
+    # entry not older than its index is "racy" (hashed again at every look).
+    before = (time.time_ns() // 10**9 - 2) * 10**9
     git.clone_for_sandbox(repo, commit, dest, branch, "/objects")
-    chown_tree(dest, owner)
+    meta = dest / ".git"
+    _hand_over(dest, owner, before, keep={dest, meta})
+    # Host git in the clone it has just made, before any sandbox ran: the config, hooks and
+    # attributes are still the runner's own (runner/git.py). dest and its .git are still
+    # root's here, so git's check of the repo's owner (safe.directory) holds as it is.
+    git.refresh_index(dest, git.common_dir(repo) / "objects")
+    if os.geteuid() == 0:
+        uid, gid = (int(x) for x in owner.split(":"))
+        for path in (dest, meta, meta / "index"):
+            os.lchown(path, uid, gid)
+
+
+def _hand_over(root: Path, owner: str, mtime_ns: int, keep: set[Path]) -> None:
+    """chown_tree, but not of the paths in keep, and with mtime_ns as the mtime of every file
+    and link of the work tree (not .git's)."""
+    chown = os.geteuid() == 0
+    uid, gid = (int(x) for x in owner.split(":"))
+    skip = {str(p) for p in keep}
+    meta = str(root / ".git")
+    for dirpath, dirnames, filenames in os.walk(root):
+        tree = dirpath != meta and not dirpath.startswith(meta + os.sep)
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if chown and path not in skip:
+                os.lchown(path, uid, gid)
+            # Files and links (a link to a directory is listed among the directories).
+            if tree and path != meta and (name in filenames or os.path.islink(path)):
+                os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
 
 def objects_for(

@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from runner.core import agents
+from runner.core.scope import check_glob
 from runner.core.yamlmarks import Loc, YamlSyntaxError, line_for, load_with_lines
 from runner.errors import PlanError
 
@@ -25,6 +27,22 @@ from runner.errors import PlanError
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG"})
+# Past this a timer cannot be set (OverflowError in the wait for a 1e300 s sandbox); no run
+# waits 30 days for one task.
+MAX_TIMEOUT = 30 * 24 * 3600
+MAX_PLAN_BYTES = 16 * 2**20  # a 1000-task plan is ~100 KiB
+
+
+def _no_nul(value: str) -> str:
+    # These become git arguments, paths, image names or a script: none may hold a NUL byte
+    # (the OS would refuse the argument with a ValueError deep inside the run).
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+SomeText = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
 
 
 RetryOn = Literal["failed", "timeout", "oom", "sandbox_lost", "disk_limit", "rejected"]
@@ -40,9 +58,9 @@ class _Model(BaseModel):
 class Verify(_Model):
     """A command run in a sandbox on the merged tree after each wave."""
 
-    run: str = Field(min_length=1)
+    run: Text = Field(min_length=1)
     """Shell script, run at the repo root with `sh -e`."""
-    timeout: float = Field(default=600, gt=0)
+    timeout: float = Field(default=600, gt=0, le=MAX_TIMEOUT)
     """Seconds before the verify sandbox is killed (counts as red)."""
 
 
@@ -51,19 +69,19 @@ class Task(_Model):
 
     id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
     """Unique name; used in refs (refs/runner/<run>/task/<id>), logs and labels."""
-    run: str = Field(default="", min_length=1)
+    run: Text = Field(default="", min_length=1)
     """Shell script run at the repo root in the sandbox with `sh -e` (or give `agent`)."""
     scope: list[str] | None = None
     """gitwildmatch globs the task may change; absent means the whole repo."""
     deny: list[str] = []
     """Globs the task must not change, even inside its scope."""
-    depends_on: list[str] = []
+    depends_on: list[Text] = []
     """Task ids whose merged work this task starts from."""
-    policy: str | None = None
+    policy: Text | None = None
     """Policy name (policies/NAME.yaml) or path to a policy file; default: the plan's."""
-    image: str | None = None
+    image: Text | None = None
     """Docker image; default: the plan's."""
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
     """Hard limit in seconds; default: the plan's."""
     env: list[Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = []
     """Names of host environment variables passed through; nothing else leaks in."""
@@ -74,13 +92,13 @@ class Task(_Model):
     agent: agents.AgentName | None = None
     """Instead of `run`: an agent preset, compiled into the agent's non-interactive command
     line (stdin closed, JSON output kept under $RUNNER_OUT/agent/ for `runner costs`)."""
-    prompt: str | None = Field(default=None, min_length=1)
+    prompt: SomeText | None = None
     """The agent's prompt (with `agent`; or `prompt_file`)."""
-    prompt_file: str | None = None
+    prompt_file: Text | None = None
     """A file holding the prompt: a repo path, or /shared/... (with `agent`; or `prompt`)."""
-    model: str | None = Field(default=None, min_length=1)
+    model: SomeText | None = None
     """The agent's model (its `--model`); default: the agent's own."""
-    args: list[str] = []
+    args: list[Text] = []
     """More arguments for the agent's command line."""
 
     @model_validator(mode="before")
@@ -157,23 +175,24 @@ class Task(_Model):
                 raise ValueError("a glob must not be empty")
             if ".." in glob.strip().removeprefix("!").split("/"):
                 raise ValueError(f"glob {glob!r} climbs out of the repo")
+            check_glob(glob)
         return value
 
 
 class Plan(_Model):
     """A run: tasks with scopes and dependencies, and how to run, merge and verify them."""
 
-    base: str = "HEAD"
+    base: Text = "HEAD"
     """Git revision every first-wave task starts from."""
-    shared: str | None = None
+    shared: Text | None = None
     """Repo-relative directory exported from base and mounted read-only at /shared."""
     concurrency: int = Field(default=4, ge=1, le=64)
     """Sandboxes running at once."""
-    image: str = "runner/sandbox:1"
+    image: Text = "runner/sandbox:1"
     """Default image for tasks and verify."""
-    policy: str = "default"
+    policy: Text = "default"
     """Default policy name or file."""
-    timeout: float = Field(default=1800, gt=0)
+    timeout: float = Field(default=1800, gt=0, le=MAX_TIMEOUT)
     """Default hard timeout per task, seconds."""
     on_overlap: Literal["refuse", "serialize", "allow"] = "refuse"
     """What to do when two tasks of one wave may change the same paths."""
@@ -181,6 +200,9 @@ class Plan(_Model):
     """What to do on a merge conflict or a red verify."""
     verify: Verify | None = None
     """Run after each wave on the merged tree; a plain string is the command."""
+    reuse: bool = False
+    """Reuse the work of tasks whose input key matches a task merged in an earlier run of
+    the repo instead of running them (as `runner run --reuse`)."""
     tasks: list[Task] = Field(min_length=1)
     """The tasks; ids unique."""
 
@@ -248,13 +270,25 @@ def load_plan(path: Path) -> PlanDoc:
         PlanError: one line per problem, as `FILE:LINE: FIELD: message`.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_PLAN_BYTES + 1)  # bounded: `runner plan /dev/zero` must end
     except FileNotFoundError:
         raise PlanError(
             [f"{path}: no such plan file"], hint="pass the path of a YAML plan"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError([f"{path}: cannot read: {exc}"]) from None
+    except OSError as exc:
+        raise PlanError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_PLAN_BYTES:
+        raise PlanError([f"{path}: more than {MAX_PLAN_BYTES // 2**20} MiB: not a plan file"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PlanError(
+            [f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {col})"],
+            hint="save the plan as UTF-8",
+        ) from None
     return parse_plan(text, str(path))
 
 
@@ -269,6 +303,9 @@ def parse_plan(text: str, source: str) -> PlanDoc:
             [f"{source}:1: the plan must be a mapping with a 'tasks' list"],
             hint="see `runner schema` for the fields",
         )
+    if bad_keys := _key_problems(data, lines, source):
+        # pydantic would say "Keys should be strings" at the parent's line, the key unnamed.
+        raise PlanError(bad_keys, hint="every key of a plan is a field name: see `runner schema`")
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
@@ -290,6 +327,30 @@ def field_name(loc: Loc, data: Any = None) -> str:
             out += f".{part}" if out else part
             node = node.get(part) if isinstance(node, dict) else None
     return out or "(plan)"
+
+
+def _key_problems(data: Any, lines: dict[Loc, int], source: str) -> list[str]:
+    """A problem for each key that is not a string (`1: x`, `~: x`, `2024-01-01: x`)."""
+    problems = []
+    stack: list[tuple[Loc, Any]] = [((), data)]
+    while stack:
+        loc, node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if isinstance(key, str):
+                stack.append(((*loc, key), value))
+                continue
+            shown = "null" if key is None else str(key)
+            problems.append(
+                f"{source}:{line_for(lines, (*loc, str(key)))}: {field_name(loc, data)}: "
+                f"{shown!r} is not a field name (YAML reads it as {type(key).__name__}; "
+                "field names are words like `tasks`)"
+            )
+    return sorted(problems)
 
 
 def _problems(exc: ValidationError, data: Any, lines: dict[Loc, int], source: str) -> list[str]:

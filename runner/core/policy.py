@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,9 @@ from runner.errors import InputError
 
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])i?)?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# Docker takes limits as int64 and refuses (mid-run, as an API error) what does not fit;
+# a PiB is past any machine and far inside that.
+MAX_SIZE = 1024**5
 
 
 def parse_size(value: str | int) -> int:
@@ -29,7 +33,8 @@ def parse_size(value: str | int) -> int:
     match = _SIZE.match(value) if isinstance(value, str) else None
     if not match:
         raise ValueError(f"{value!r} is not a size (use e.g. 512m, 1g)")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+    # Decimal, not float: "9999...9t" must come out a (too) large number, not infinity.
+    return int(Decimal(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 
 # A host name an allow rule may name: DNS labels, optionally behind one leading "*." (any
@@ -80,13 +85,13 @@ class Policy(BaseModel):
         frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
     )
 
-    user: str = Field(default="10001:10001", pattern=r"^[0-9]+:[0-9]+$")
+    user: str = Field(default="10001:10001", pattern=r"^[0-9]{1,10}:[0-9]{1,10}$")
     """Numeric uid:gid the task runs as (never root; a user image needs no account for it)."""
-    cpus: float = Field(default=1.0, ge=0.01)
+    cpus: float = Field(default=1.0, ge=0.01, le=4096)
     """CPU cores (CFS quota)."""
     memory: int = 1024**3
     """Memory limit in bytes (sizes like 512m accepted); swap is not allowed on top."""
-    pids: int = Field(default=512, ge=16)
+    pids: int = Field(default=512, ge=16, le=4 * 1024**2)  # the kernel's pid_max limit
     """Process/thread limit (fork-bomb guard)."""
     network: Literal["none", "allowlist", "open"] = "none"
     """none: loopback only. allowlist: only the `allow` names, through the run's egress
@@ -111,7 +116,7 @@ class Policy(BaseModel):
     """Largest RUNNER_OUT directory collected from a task, bytes."""
     max_log: int = 64 * 1024**2
     """Bytes of a task's output kept in its log; past it only the last 4 KiB are kept."""
-    max_objects: int = Field(default=1_000_000, ge=1)
+    max_objects: int = Field(default=1_000_000, ge=1, le=2**53)
     """Most git objects the host accepts in a task's bundle."""
     disk: int = 4 * 1024**3
     """Bytes a task may add to its workspace, RUNNER_OUT and cache together; past it the
@@ -130,6 +135,8 @@ class Policy(BaseModel):
         size = parse_size(value)
         if size <= 0:  # Docker reads 0 as "no limit"
             raise ValueError(f"{value!r}: a size must be more than 0")
+        if size > MAX_SIZE:
+            raise ValueError(f"{value!r}: a size must be at most 1024t (1 PiB)")
         return size
 
     @field_validator("user")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runner.core.inputs import KeyParts, ReusedFrom, RunInputs
 from runner.core.results import (
     Conflict,
     Denial,
@@ -53,12 +54,15 @@ class Replay:
     plan_copy: str | None = None
     plan_hash: str | None = None
     resumes: int = 0
+    reuse: bool = False
+    """Reuse earlier runs' merged work by input key (`runner run --reuse`)."""
 
     @classmethod
     def start(cls, planned: Event) -> Replay:
         """A run's replay from its `planned` event (fields as journaled)."""
         out = cls(result=planned_result(planned))
         out.plan_copy, out.plan_hash = planned.get("plan_copy"), planned.get("plan_hash")
+        out.reuse = bool(planned.get("reuse", False))
         out.phase = {t.id: Phase.PENDING for t in out.result.tasks}
         return out
 
@@ -104,6 +108,8 @@ def planned_result(ev: Event) -> RunResult:
         state_dir=ev["state_dir"],
         warnings=list(ev.get("warnings", [])),
         tasks=[TaskResult(id=t, wave=w) for t, w in waves.items()],
+        inputs=RunInputs.model_validate(ev["inputs"]) if ev.get("inputs") else None,
+        replays=ev.get("replays"),
     )
 
 
@@ -124,8 +130,19 @@ def _wave_started(r: Replay, ev: Event) -> None:
 
 
 def _task_queued(r: Replay, ev: Event) -> None:
-    _task(r, ev).start_commit = ev["start"]
-    r.phase[ev["task"]] = Phase.QUEUED
+    t = _task(r, ev)
+    t.start_commit = ev["start"]
+    if ev.get("key"):
+        t.key, t.key_parts = ev["key"], KeyParts.model_validate(ev["key_parts"])
+    r.phase[t.id] = Phase.QUEUED
+
+
+def _reused(r: Replay, ev: Event) -> None:
+    t = _task(r, ev)
+    t.reused_from = ReusedFrom.model_validate(ev["source"])
+    t.ref, t.commit, t.files_changed = ev["ref"], ev["commit"], list(ev["files_changed"])
+    t.notes = [*t.notes, f"reused from run {t.reused_from.run} task {t.reused_from.task}"]
+    r.result.saved = run_total(x.reused_from.usage for x in r.result.tasks if x.reused_from)
 
 
 def _task_started(r: Replay, ev: Event) -> None:
@@ -266,6 +283,7 @@ def _run_ended(r: Replay, ev: Event) -> None:
 _APPLY = {
     "wave_started": _wave_started,
     "task_queued": _task_queued,
+    "reused": _reused,
     "task_started": _task_started,
     "task_ended": _task_ended,
     "collected": _collected,

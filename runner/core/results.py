@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.core.inputs import KeyParts, ReusedFrom, RunInputs
 from runner.core.usage import Usage
 
 SCHEMA_VERSION = 1
@@ -108,6 +109,12 @@ class TaskResult(_Doc):
     """What the runner left out of its work and why (e.g. a refused RUNNER_OUT)."""
     usage: Usage | None = None
     """Tokens and cost its agent reported (runner.core.usage.usage_for); None: it said nothing."""
+    key: str | None = None
+    """Its input key (runner.core.inputs.input_key), from `key_parts`: an earlier merged task
+    with the same key can be reused (`runner run --reuse`)."""
+    key_parts: KeyParts | None = None
+    reused_from: ReusedFrom | None = None
+    """Set when its work was not run but re-applied from an earlier run's merged task."""
 
 
 class VerifyRun(_Doc):
@@ -169,6 +176,12 @@ class RunResult(_Doc):
     isolation: IsolationCheck | None = None
     usage: Usage | None = None
     """The tasks' usage summed (runner.core.usage.total); cost unknown if any task's is."""
+    saved: Usage | None = None
+    """What the reused tasks' original attempts used: not spent again in this run."""
+    inputs: RunInputs | None = None
+    """What the run pinned when planned (plan, images, policies, versions; `show --inputs`)."""
+    replays: str | None = None
+    """The run this one replays (`runner rerun`)."""
     state_dir: str = Field(description="Where logs, outputs and this document are kept")
 
     def task(self, task_id: str) -> TaskResult:

@@ -21,11 +21,16 @@ from runner.core.results import RunStatus, TaskStatus
 EVENTS: dict[str, str] = {
     "planned": "the run is about to start: run_id, repo, plan, plan_hash, plan_copy (the "
     "plan as read, which resume runs), base, base_commit, integration_ref, state_dir, "
-    "started_at, warnings, waves, tasks [{id, wave, depends_on, env (names)}], on_conflict, verify",
+    "started_at, warnings, waves, tasks [{id, wave, depends_on, env (names)}], on_conflict, "
+    "verify, inputs (what the run pins: runner.core.inputs.RunInputs), replays (the run a "
+    "`runner rerun` replays), reuse (earlier merged work is reused by input key)",
     "resumed": "a later process continues the run (runner resume, runner retry): pid, retry "
     "(the tasks run again, with their dependents)",
     "wave_started": "wave, tasks, start (the commit its tasks start from)",
-    "task_queued": "task, wave, start",
+    "task_queued": "task, wave, start, key, key_parts (its input key: runner.core.inputs)",
+    "reused": "task, source (run, task, commit, start_commit, usage of the earlier merged task "
+    "whose work is re-applied instead of running it), ref, commit (the fresh commit on start), "
+    "files_changed",
     "task_started": "task, start, attempt (from 1), workspace, container",
     "task_ended": "task, attempt, exit_code, timed_out, oom_killed, disk_exceeded, lost, "
     "duration_s, log, cpu_s, peak_memory_bytes, metrics_source, denials, notes",
@@ -93,6 +98,8 @@ class TaskState(_State):
     log_path: str | None = None
     started_at: str | None = None
     attempts: int = 0
+    reused_from: str | None = None
+    """The run whose merged work it reused instead of running (`runner run --reuse`)."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -212,6 +219,12 @@ def _task_queued(s: RunState, ev: Mapping[str, Any]) -> None:
     t.phase, t.start_commit = Phase.QUEUED, ev["start"]
 
 
+def _reused(s: RunState, ev: Mapping[str, Any]) -> None:
+    t = s.task(ev["task"])
+    t.ref, t.commit, t.kept = ev["ref"], ev["commit"], ev["ref"]
+    t.files_changed, t.reused_from = len(ev["files_changed"]), ev["source"]["run"]
+
+
 def _task_started(s: RunState, ev: Mapping[str, Any]) -> None:
     t = s.task(ev["task"])
     t.phase, t.start_commit, t.started_at = Phase.RUNNING, ev["start"], ev["time"]
@@ -293,6 +306,7 @@ def _run_ended(s: RunState, ev: Mapping[str, Any]) -> None:
 _APPLY = {
     "wave_started": _wave_started,
     "task_queued": _task_queued,
+    "reused": _reused,
     "task_started": _task_started,
     "task_ended": _task_ended,
     "fetched": _fetched,

@@ -6,6 +6,7 @@ Globs follow gitwildmatch (.gitignore) semantics, anchored at the repo root.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +36,25 @@ def _anchored(glob: str) -> str:
     body = glob[1:] if negated else glob
     body = body if body.startswith("/") else "/" + body
     return ("!" if negated else "") + body
+
+
+def check_glob(glob: str) -> None:
+    """Raise ValueError (saying why) if glob is not a pattern a scope can hold.
+
+    pathspec refuses some patterns only when compiling them (a trailing backslash), and
+    Python's regex warns on others (a '[' inside a bracket expression), which `-W error`
+    turns into a crash mid-run: find both when the plan is loaded.
+    """
+    if "\0" in glob:
+        raise ValueError(f"glob {glob!r} holds a NUL character (no path does)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pathspec.PathSpec.from_lines(_STYLE, [_anchored(glob)])
+    except (ValueError, FutureWarning, re.error) as exc:
+        raise ValueError(
+            f"glob {glob!r} is not a valid pattern ({exc}); escape special characters with \\"
+        ) from None
 
 
 @dataclass(frozen=True)

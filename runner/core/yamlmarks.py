@@ -21,18 +21,46 @@ class YamlSyntaxError(Exception):
         self.message = message
 
 
+# Deeper nesting is refused while scanning. PyYAML's scanner is quadratic in flow depth (every
+# token checks each level's possible key): 20,000 '[' took minutes; its composer recurses.
+MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _too_deep(self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column: int) -> bool:
+        if len(self.indents) >= MAX_DEPTH:
+            raise _too_deep(self.get_mark())
+        return bool(super().add_indent(column))
+
+
+def _too_deep(mark: yaml.Mark) -> yaml.MarkedYAMLError:
+    return yaml.scanner.ScannerError(None, None, f"nested more than {MAX_DEPTH} deep", mark)
+
+
 def load_with_lines(text: str) -> tuple[Any, dict[Loc, int]]:
     """Parse one YAML document; return (data, {path: line})."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise YamlSyntaxError(line, f"{exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML refuses (a control character, a lone surrogate): no mark, a position.
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise YamlSyntaxError(
+            line, f"character U+{char:04X} is not allowed here (escape it in double quotes)"
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(None, str(exc)) from None
     except RecursionError:
-        raise YamlSyntaxError(None, "nested too deeply") from None
+        raise YamlSyntaxError(_deepest_line(text), "nested too deeply") from None
     lines: dict[Loc, int] = {}
     if node is None:
         return None, lines
@@ -40,13 +68,32 @@ def load_with_lines(text: str) -> tuple[Any, dict[Loc, int]]:
     try:
         return builder.build(node, ()), lines
     except RecursionError:
-        raise YamlSyntaxError(None, "nested too deeply") from None
+        raise YamlSyntaxError(_deepest_line(text), "nested too deeply") from None
+
+
+def _deepest_line(text: str) -> int | None:
+    """Where nesting is deepest: the parser's event stream is flat, so it has no recursion."""
+    depth, deepest, line = 0, -1, None
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > deepest and event.start_mark:
+                    deepest, line = depth, event.start_mark.line + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass  # a later syntax error: the deepest point so far still says where to look
+    return line
 
 
 # Aliases are expanded (every path gets its own line), so a small file of nested aliases could
 # expand without bound ("billion laughs"); no plan or policy comes near this many values.
 MAX_VALUES = 200_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# A collection is built as a plain dict or list whatever its tag says, so a tag asking for
+# something else (!!python/object, !!set, !!omap, !custom) is refused rather than ignored.
+_PLAIN = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
 
 class _Builder:
@@ -63,6 +110,9 @@ class _Builder:
         if self.count > MAX_VALUES:
             raise YamlSyntaxError(line, f"more than {MAX_VALUES} values (aliases expand)")
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if node.tag != _PLAIN[type(node)]:
+                tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+                raise YamlSyntaxError(line, f"tag {tag} is not supported (only plain maps, lists)")
             if id(node) in self.active:
                 raise YamlSyntaxError(line, "an alias refers to a value that contains it")
             self.active.add(id(node))

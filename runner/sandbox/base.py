@@ -128,6 +128,20 @@ class SandboxBackend(abc.ABC):
         """Which of these images the engine does not have (sorted)."""
 
     @abc.abstractmethod
+    def image_ids(self, names: Iterable[str]) -> dict[str, str]:
+        """Each of these images the engine has -> its id (content hash); missing ones are left
+        out. A run pins these ids (`runner show RUN --inputs`, `runner rerun`)."""
+
+    def image_digests(self, names: Iterable[str]) -> dict[str, list[str]]:
+        """Each of these images that came from a registry -> its repo digests (NAME@sha256:..);
+        images built here have none and are left out."""
+        return {}
+
+    def engine_version(self) -> str | None:
+        """The engine's version (pinned in a run's inputs); None when it does not say."""
+        return None
+
+    @abc.abstractmethod
     def runtimes(self) -> dict[str, dict[str, Any]]:
         """The OCI runtimes the engine can run sandboxes under: name -> its settings
         (`docker info`'s Runtimes: {"path": ..., "runtimeArgs": [...]})."""
@@ -153,6 +167,11 @@ class SandboxBackend(abc.ABC):
         Raises:
             SandboxError: collection failed; the workspace is left in place for inspection.
         """
+
+    def interactive(self, spec: SandboxSpec) -> int:
+        """A shell on this terminal in a sandbox made as `spec` (`runner shell`); its exit code.
+        Not every backend can attach a terminal: those say so."""
+        raise SandboxError(f"{type(self).__name__} cannot attach a terminal to a sandbox")
 
     @abc.abstractmethod
     def destroy(self, spec: SandboxSpec) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -300,6 +302,36 @@ class DockerBackend(SandboxBackend):
                 missing.append(name)
         return missing
 
+    @_docker_op("looking up image ids")
+    def image_ids(self, names: Iterable[str]) -> dict[str, str]:
+        found = {}
+        for name in sorted(set(names)):
+            try:
+                image = _call(self.client.images.get, name)
+            except docker.errors.ImageNotFound:
+                continue
+            found[name] = str(image.id)
+        return found
+
+    @_docker_op("looking up image digests")
+    def image_digests(self, names: Iterable[str]) -> dict[str, list[str]]:
+        found = {}
+        for name in sorted(set(names)):
+            try:
+                image = _call(self.client.images.get, name)
+            except docker.errors.ImageNotFound:
+                continue
+            digests = [str(d) for d in image.attrs.get("RepoDigests") or []]
+            if digests:
+                found[name] = sorted(digests)
+        return found
+
+    @_docker_op("reading the daemon's version")
+    def engine_version(self) -> str | None:
+        info: dict[str, Any] = _call(self.client.version)
+        version = info.get("Version")
+        return str(version) if version else None
+
     @_docker_op("reading the daemon's runtimes")
     def runtimes(self) -> dict[str, dict[str, Any]]:
         info: dict[str, Any] = _call(self.client.info)
@@ -333,6 +365,10 @@ class DockerBackend(SandboxBackend):
             guard.start()
             started, since = time.monotonic(), time.time()
             _call(container.start)
+            if spec.run_id in self._killed_runs and spec.role != "collect":
+                # The run was stopped between its kill of running sandboxes and this start:
+                # this one would otherwise run until its timeout.
+                _kill(container)
             if spec.proxy and spec.network:  # the client address its proxy logs
                 address = _address(container, spec.network)
             reader = threading.Thread(target=_drain, args=(pump, stream), daemon=True)
@@ -488,6 +524,24 @@ class DockerBackend(SandboxBackend):
             notes,
         )
 
+    @_docker_op(lambda self, spec: f"starting a shell in the sandbox of task {spec.task_id}")
+    def interactive(self, spec: SandboxSpec) -> int:
+        cli = shutil.which("docker")
+        if cli is None:
+            raise SandboxError(
+                "an interactive shell needs the `docker` command-line client on this host",
+                hint="give the command to run after --",
+            )
+        self._prepare_state(spec)
+        self._ensure_cache(spec)
+        opts = container_options(spec)
+        # The same sandbox with a terminal: a shell instead of the task's wrapped script.
+        opts |= {"command": ["/bin/sh", "-c", _SHELL], "tty": True, "stdin_open": True}
+        with translated(f"creating sandbox {opts['name']}", self.timeout):
+            container = _call(self.client.containers.create, **opts)
+        # The terminal is the docker CLI's craft (raw mode, resizes, detach keys): hand over.
+        return subprocess.call([cli, "start", "--attach", "--interactive", str(container.id)])
+
     # -- teardown --------------------------------------------------------------------------
     @_docker_op(lambda self, spec: f"removing the sandboxes of task {spec.task_id}")
     def destroy(self, spec: SandboxSpec) -> None:
@@ -573,11 +627,20 @@ class DockerBackend(SandboxBackend):
         return len(found)
 
     def _remove_networks(self, filters: list[str]) -> int:
-        found = self._networks(filters)
-        for n in found:
-            with contextlib.suppress(docker.errors.NotFound):
+        removed = 0
+        for n in self._networks(filters):
+            try:
                 _call(n.remove)
-        return len(found)
+                removed += 1
+            except docker.errors.NotFound:
+                removed += 1  # gone already
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (400, 403, 409):
+                    raise
+                # Still in use (a sandbox of a live run, a service of another backend): it is
+                # that run's to remove; the rest of the cleanup goes on.
+                log.warning("network in use: kept", network=n.name, why=exc.explanation)
+        return removed
 
     @_docker_op("removing cache volumes")
     def remove_caches(self, repo_key: str | None = None) -> int:
@@ -622,6 +685,10 @@ class DockerBackend(SandboxBackend):
                 return False
             raise SandboxError(f"cannot remove cache volume {name}: {exc.explanation}") from None
         return True
+
+
+_SHELL = 'mkdir -p "$HOME" 2>/dev/null; cd /work && exec /bin/sh -i'
+"""What `runner shell` runs in a sandbox without a command: a shell at the task's clone."""
 
 
 def _kill(container: Container) -> None:

@@ -146,6 +146,24 @@ class SwarmBackend(SandboxBackend):
                     missing.append(name)
         return missing
 
+    def image_ids(self, names_: Iterable[str]) -> dict[str, str]:
+        # The coordinator's node's ids: each node builds its own (`runner images build`), and a
+        # node whose image differs runs that one (Swarm pins no digest of a local image).
+        found = {}
+        with translated("looking up image ids", self.timeout):
+            for name in sorted(set(names_)):
+                try:
+                    found[name] = str(_call(self.client.images.get, name).id)
+                except docker.errors.ImageNotFound:
+                    continue
+        return found
+
+    def engine_version(self) -> str | None:
+        with translated("reading the daemon's version", self.timeout):
+            info: dict[str, Any] = _call(self.client.version)
+        version = info.get("Version")
+        return str(version) if version else None
+
     def runtimes(self) -> dict[str, dict[str, Any]]:
         with translated("reading the daemon's runtimes", self.timeout):
             info: dict[str, Any] = _call(self.client.info)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from runner import git as rgit
+from runner.workspace import make_clone
 from tests.integration.conftest import git, make_repo
 
 
@@ -36,3 +38,53 @@ def test_clone_for_sandbox_borrows_objects_and_copies_no_pack(tmp_path: Path) ->
     assert (dest / ".git" / "objects" / "info" / "alternates").read_text() == "/objects\n"
     assert not list((dest / ".git" / "objects").glob("pack/*.pack"))
     assert (dest / ".git" / "HEAD").read_text().strip() == "ref: refs/heads/task/x"
+
+
+def _index_stat(clone: Path) -> dict[str, tuple[int, int]]:
+    """path -> (ctime, mtime) in whole seconds, as the index records them."""
+    raw = git(clone, "-c", "safe.directory=*", "ls-files", "--debug")
+    found: dict[str, tuple[int, int]] = {}
+    path = ""
+    for line in raw.splitlines():
+        if not line.startswith(" "):
+            path = line
+        elif line.strip().startswith(("ctime:", "mtime:")):
+            key, value = line.split(":", 1)
+            sec = int(value.split(":")[0])
+            ctime, mtime = found.get(path, (0, 0))
+            found[path] = (sec, mtime) if key.strip() == "ctime" else (ctime, sec)
+    return found
+
+
+def test_make_clone_leaves_an_index_git_need_not_rehash(tmp_path: Path) -> None:
+    # The sandbox's first `git status` / the collector's `git add -A` hash a file again when
+    # its ctime or mtime differs from the index, or when it is not older than the index.
+    repo = make_repo(tmp_path, {"a.txt": "a\n", "d/b.txt": "b\n", "d/l": "x"})
+    (repo / "link").symlink_to("d")
+    git(repo, "add", "link")
+    git(repo, "commit", "-qm", "link")
+    dest = tmp_path / "clone"
+    make_clone(repo, git(repo, "rev-parse", "HEAD"), dest, "task/x", "10001:10001")
+    index_mtime = int((dest / ".git" / "index").stat().st_mtime)
+    recorded = _index_stat(dest)
+    assert sorted(recorded) == ["a.txt", "d/b.txt", "d/l", "link"]
+    for path, (ctime, mtime) in recorded.items():
+        st = os.lstat(dest / path)
+        assert (ctime, mtime) == (int(st.st_ctime), int(st.st_mtime)), path
+        assert mtime < index_mtime, f"{path} is racily clean"
+        if os.geteuid() == 0:
+            assert (st.st_uid, st.st_gid) == (10001, 10001)
+    if os.geteuid() == 0:
+        for made in (dest, dest / ".git", dest / ".git" / "index"):
+            assert (made.stat().st_uid, made.stat().st_gid) == (10001, 10001)
+
+
+def test_make_clone_index_still_sees_a_same_size_change_made_at_once(tmp_path: Path) -> None:
+    # The files' mtimes are set back to keep them older than the index: a change in the same
+    # second, of the same size, must still show (mtime and ctime move with it).
+    repo = make_repo(tmp_path, {"a.txt": "a\n", "b.txt": "b\n"})
+    dest = tmp_path / "clone"
+    make_clone(repo, git(repo, "rev-parse", "HEAD"), dest, "task/x", "10001:10001")
+    (dest / "a.txt").write_text("z\n")
+    changed = git(dest, "-c", "safe.directory=*", "diff-files", "--name-only")
+    assert changed.split() == ["a.txt"]

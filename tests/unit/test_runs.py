@@ -133,7 +133,7 @@ def test_a_finished_run_is_read_from_its_result_with_accepted_tasks(run_dir: Pat
 
 
 def test_a_run_dir_with_nothing_in_it_or_a_bad_result_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"neither result\.json nor a journal"):
+    with pytest.raises(InputError, match="neither a result nor a journal"):
         load_run(tmp_path)
     (tmp_path / "result.json").write_text("{}")
     with pytest.raises(InputError, match=r"result.json: not a result document: Field required"):
