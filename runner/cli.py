@@ -176,6 +176,15 @@ def run_cmd(
         Path | None,
         typer.Option("--html", help="Also write a one-file HTML report here.", show_default=False),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Sandbox backend: docker (containers) or swarm (services on a Docker Swarm); "
+            "default: RUNNER_BACKEND, else docker.",
+            show_default=False,
+        ),
+    ] = None,
     reuse: Annotated[
         bool,
         typer.Option(
@@ -191,8 +200,14 @@ def run_cmd(
     tasks, annotates the plan with failed tasks and violations, and writes a job summary."""
     from runner.progress import interactive
     from runner.reports import github
+    from runner.sandbox.factory import BACKENDS
 
-    settings = Settings()
+    if backend is not None and backend not in BACKENDS:
+        raise InputError(
+            f"--backend {backend!r} is not a sandbox backend",
+            hint=f"use one of: {', '.join(sorted(BACKENDS))}",
+        )
+    settings = Settings(backend=backend) if backend else Settings()
     if github.active(os.environ):  # masks before anything else is printed
         github.emit(github.mask_commands(load_plan(plan), os.environ), sys.stderr)
     for path in (junit, html):

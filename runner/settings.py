@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     """Image of the collector sandbox (needs git and sh); the runner's own by default."""
     docker_timeout: float = Field(default=120, ge=1, le=86400, allow_inf_nan=False)
     """Seconds any one Docker API call may take (a task's own run has its plan timeout)."""
-    backend: Literal["docker"] = "docker"
-    """The sandbox backend (runner.sandbox.factory); Docker is the one there is."""
+    backend: Literal["docker", "swarm"] = "docker"
+    """The sandbox backend (runner.sandbox.factory): `docker` (a container per sandbox) or
+    `swarm` (one-shot services on a Docker Swarm; README "Scale out on Docker Swarm")."""
     keep_workspaces: bool = False
     """Keep each task's clone after the run (they are removed once collected)."""
     egress_network: str | None = None

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     "docker": "runner.sandbox.docker:DockerBackend",
+    "swarm": "runner.sandbox.swarm:SwarmBackend",
 }
 """Backend name (RUNNER_BACKEND) -> module:class of its SandboxBackend."""
 

@@ -116,3 +116,83 @@ def bind(source: Path, target: str, *, read_only: bool = False) -> dict[str, Any
 
 def container_name(spec: SandboxSpec) -> str:
     return names.container_name(spec.run_id, spec.role, spec.task_id)
+
+
+# -- Swarm services ------------------------------------------------------------------------------
+SWARM_UNSET = ("no_new_privileges", "tmp_options", "memory swap", "runtime")
+"""Policy settings a Swarm service cannot carry on API 1.41 (docs/scale-out.md): the sandbox
+image has no setuid files instead; /tmp is a tmpfs of its size only; the nodes' default
+runtime is the runtime."""
+
+
+def service_task_template(
+    spec: SandboxSpec,
+    *,
+    command: list[str],
+    image: str,
+    mounts: list[dict[str, Any]],
+    networks: list[str],
+    configs: list[dict[str, Any]],
+    node: str | None = None,
+    env: dict[str, str] | None = None,
+    tmpfs: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The TaskTemplate (Engine API 1.41, as JSON) of one step of a sandbox as a one-shot
+    Swarm service: the same policy as container_options, in the service's words.
+
+    `node`: the node id the step must run on (the node that holds its workspace volume).
+    `tmpfs`: extra tmpfs mounts (target -> size) besides /tmp.
+    """
+    p = spec.policy
+    scratch = {"/tmp": p.tmp_size} | (tmpfs or {})
+    mounts = mounts + [
+        {"Type": "tmpfs", "Target": target, "TmpfsOptions": {"SizeBytes": size}}
+        for target, size in scratch.items()
+    ]
+    template: dict[str, Any] = {
+        "ContainerSpec": {
+            "Image": image,
+            "Command": command,
+            "Env": [f"{k}={v}" for k, v in (env if env is not None else environment(spec)).items()],
+            "Dir": WORK,
+            "User": p.user,
+            "ReadOnly": p.read_only_root,
+            "CapabilityDrop": list(p.cap_drop),
+            "Init": True,  # as for containers: a real PID 1
+            "Mounts": mounts,
+            "Configs": configs,
+            # A kill on timeout is a kill (a container's is SIGKILL too), not a grace period.
+            "StopSignal": "SIGKILL",
+            "StopGracePeriod": 0,
+            "Labels": labels_for(spec.run_id, spec.task_id, spec.role),
+        },
+        "Resources": {
+            "Limits": {
+                "NanoCPUs": int(p.cpus * 1e9),
+                "MemoryBytes": p.memory,
+                "Pids": p.pids,
+            }
+        },
+        "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
+        "Networks": [{"Target": n} for n in networks],
+        "LogDriver": {
+            "Name": "json-file",
+            "Options": {"max-size": str(max(p.max_log // 2, 1024**2)), "max-file": "2"},
+        },
+    }
+    if node is not None:
+        template["Placement"] = {"Constraints": [f"node.id=={node}"]}
+    return template
+
+
+def volume_mount(
+    source: str, target: str, labels: dict[str, str], *, read_only: bool = False
+) -> dict[str, Any]:
+    """A node-local named volume (made on the node on first use, with these labels)."""
+    return {
+        "Type": "volume",
+        "Source": source,
+        "Target": target,
+        "ReadOnly": read_only,
+        "VolumeOptions": {"Labels": labels},
+    }

@@ -191,12 +191,12 @@ def test_the_factory_imports_a_backend_only_when_asked() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     assert backend_class("docker") is DockerBackend
-    assert sorted(BACKENDS) == ["docker"]
+    assert sorted(BACKENDS) == ["docker", "swarm"]
 
 
 def test_an_unknown_backend_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="unknown sandbox backend 'swarm'"):
-        backend_class("swarm")
+    with pytest.raises(InputError, match="unknown sandbox backend 'nomad'"):
+        backend_class("nomad")
 
 
 def test_every_public_method_of_the_docker_backend_is_translated() -> None:
