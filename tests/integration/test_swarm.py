@@ -29,6 +29,8 @@ from runner.sandbox import labels
 from runner.settings import Settings
 from tests.integration.conftest import git, make_repo, remove_caches, runner_cli
 
+pytestmark = pytest.mark.swarm
+
 
 @pytest.fixture(scope="session")
 def swarm(docker_client: docker.DockerClient, images: None) -> Iterator[None]:
