@@ -141,12 +141,25 @@ def _runs_table(views: list[RunView]) -> list[list[str]]:
 
 
 def _tasks_table(v: RunView) -> list[list[str]]:
-    rows = [["WAVE", "TASK", "STATUS", "EXIT", "TIME", "WORK"]]
+    rows = [["WAVE", "TASK", "STATUS", "EXIT", "TIME", "TRIES", "TOKENS", "COST", "WORK"]]
     for t in sorted(v.tasks, key=lambda t: t.wave):
         status = f"{t.status} (accepted)" if t.accepted else t.status
         exit_code = "-" if t.exit_code is None else str(t.exit_code)
-        rows.append([str(t.wave), t.id, status, exit_code, _secs(t.duration_s), t.kept or "-"])
+        tokens = "-" if t.tokens is None else str(t.tokens)
+        rows.append(
+            [str(t.wave), t.id, status, exit_code, _secs(t.duration_s), str(t.attempts),
+             tokens, _cost(t.cost_usd, t.cost_source), t.kept or "-"]
+        )  # fmt: skip
     return rows
+
+
+def _cost(usd: float | None, source: str | None) -> str:
+    """A known cost ("~" when estimated from prices), "?" when its usage has none: never 0."""
+    if source is None:
+        return "-"
+    if usd is None:
+        return "?"
+    return ("~" if source == "estimated" else "") + f"${usd:.4f}"
 
 
 def _columns(rows: list[list[str]]) -> list[str]:

@@ -51,6 +51,12 @@ class TaskView:
     log_path: str | None = None
     violations: list[str] = field(default_factory=list)
     accepted: bool = False
+    attempts: int = 0
+    tokens: int | None = None
+    """What its agent used, all attempts (None: it said nothing, or the run goes on)."""
+    cost_usd: float | None = None
+    cost_source: str | None = None
+    """reported, estimated or unknown (runner.core.usage); None: no usage said."""
 
     @property
     def ended(self) -> bool:
@@ -184,6 +190,10 @@ def _from_result(
             log_path=t.log_path,
             violations=list(t.violations),
             accepted=t.id in accepted,
+            attempts=t.attempts,
+            tokens=t.usage.tokens if t.usage else None,
+            cost_usd=t.usage.cost_usd if t.usage else None,
+            cost_source=t.usage.cost_source if t.usage else None,
         )
         for t in r.tasks
     ]
@@ -233,6 +243,7 @@ def _from_state(
             # A running task's log is not journaled until it ends: it is at its known place.
             log_path=t.log_path or _log_while_running(run_dir, t.id, t.started_at),
             accepted=t.id in accepted,
+            attempts=t.attempts,
         )
         for t in s.tasks
     ]

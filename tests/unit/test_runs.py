@@ -190,3 +190,12 @@ def test_next_steps_name_the_repo_elsewhere_and_stay_short() -> None:
     assert steps[-1] == f"runner ps {RUN} --repo /repo   # and 6 more: every task"
     nothing = _result(("same", TaskStatus.NO_CHANGES, None))
     assert next_steps(nothing, Path("/repo")) == []
+
+
+def test_ps_shows_a_cost_as_known_estimated_or_unknown_never_a_made_up_zero() -> None:
+    from runner.cli_runs import _cost
+
+    assert _cost(None, None) == "-"  # the task said nothing about usage
+    assert _cost(None, "unknown") == "?"
+    assert _cost(0.25, "reported") == "$0.2500"
+    assert _cost(0.25, "estimated") == "~$0.2500"
