@@ -126,8 +126,8 @@ def test_ps_lists_runs_and_a_runs_tasks(made: tuple[Path, dict[str, Any]]) -> No
     assert by_id["broken"]["exit_code"] == 3
     assert by_id["broken"]["ref"] == f"refs/runner/{run_id}/task/broken"
     table = cli(repo, "ps", "latest").stdout.splitlines()
-    header = ["WAVE", "TASK", "STATUS", "EXIT", "TIME", "TRIES", "TOKENS", "COST", "WORK"]
-    assert table[0].split() == header
+    columns = ["WAVE", "TASK", "STATUS", "EXIT", "TIME", "TRIES", "TOKENS", "COST", "WORK"]
+    assert table[0].split() == columns
     # One attempt each; these tasks report no usage: "-", never a made-up 0.
     broken = table[3].split()
     assert broken[:4] == ["1", "broken", "failed", "3"] and broken[5:8] == ["1", "-", "-"]
