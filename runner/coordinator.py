@@ -24,22 +24,22 @@ from typing import Any
 import structlog
 
 from runner import events, git, names, reapply, reuse, workspace
+from runner.attempts import Attempts
 from runner.core.inputs import (
     Candidate,
 )
-from runner.core.judge import Ending, Limits, judge, printable, retry_due
+from runner.core.judge import Limits
 from runner.core.projection import Replay
 from runner.core.results import RunResult, RunStatus, TaskStatus
-from runner.core.runstate import READY, Phase
-from runner.core.scope import check_changes
+from runner.core.runstate import Phase
 from runner.core.usage import Prices
 from runner.errors import RunnerError, Terminated
 from runner.gc import write_owner
 from runner.inputs import pin_inputs, plan_hash
 from runner.journal import Journal, JournalError
-from runner.pipeline import Attempt, Pipeline, keep_attempt_ref, set_aside
+from runner.pipeline import Pipeline
 from runner.preflight import Prepared
-from runner.sandbox.base import SandboxBackend, SandboxSpec
+from runner.sandbox.base import SandboxBackend
 from runner.sandboxes import Sandboxes
 from runner.wave import integrate_wave
 
@@ -109,8 +109,6 @@ class Coordinator:
         self.closing = False
         """Set by a second Ctrl-C: no new sandbox is started, work in flight is abandoned."""
         self._pool: ThreadPoolExecutor | None = None
-        self.leftover: dict[str, Phase] = {}
-        """Tasks a dead process left started but not judged (resume): their phase then."""
         self.pipeline = Pipeline(
             self.repo,
             self.run_id,
@@ -119,6 +117,17 @@ class Coordinator:
             self.keep_workspaces,
             self.sandboxes.denials,
             usage=self.sandboxes.usage,
+            closing=lambda: self.closing,
+        )
+        self.attempts = Attempts(
+            p,
+            self.run_id,
+            self.run_dir,
+            self.replay,
+            self.pipeline,
+            self.sandboxes,
+            self._emit,
+            interrupted=lambda: self.interrupted,
             closing=lambda: self.closing,
         )
 
@@ -156,7 +165,7 @@ class Coordinator:
         else:
             self._emit("resumed", pid=os.getpid(), retry=self.retry)
             for task_id in self.retry:
-                self._reopen(task_id)
+                self.attempts.reopen(task_id)
             # Continue from the last journaled merge, wherever the ref was left.
             assert self.result.integration_commit is not None
             git.update_ref(self.repo, self.integration_ref, self.result.integration_commit)
@@ -249,20 +258,6 @@ class Coordinator:
             duration_s=round(time.monotonic() - started, 3),
         )
 
-    def _reopen(self, task_id: str) -> None:
-        """`runner retry`: run a task again as its next attempt, its last one's work kept."""
-        attempt = self.replay.attempt.get(task_id, 0)
-        state = names.sandbox_dir(self.run_dir, "task", task_id)
-        ref = keep_attempt_ref(self.repo, self.run_id, task_id, attempt) if attempt else None
-        kept = set_aside(state, attempt) if attempt else None
-        where = ref or (str(kept) if kept else None)
-        note = "retried with `runner retry`"
-        if attempt:
-            tres = self.result.task(task_id)
-            note += f"; attempt {attempt} ended {tres.status.value}"
-            note += f"; its work is kept at {where}" if where else ""
-        self._emit("retrying", task=task_id, attempt=attempt + 1, note=note)
-
     def _left_how(self, task_id: str, status: RunStatus) -> str:
         """What the run's end left of a task it did not judge, and where its work is."""
         ended, phase = status.value, self.replay.phase.get(task_id)
@@ -300,10 +295,10 @@ class Coordinator:
                 continue  # resumed: judged already; its work is not run again
             reason = f"run stopped: {stopped}" if stopped else self._blocked(task_id)
             if reason:
-                self._set(task_id, TaskStatus.SKIPPED, reason)
+                self.attempts.set_status(task_id, TaskStatus.SKIPPED, reason)
                 continue
             if phase in (Phase.RUNNING, Phase.COLLECTING):
-                self.leftover[task_id] = phase
+                self.attempts.leftover[task_id] = phase
             self._emit(
                 "task_queued", task=task_id, wave=index, start=head, **self._key(task_id, head)
             )
@@ -321,7 +316,7 @@ class Coordinator:
         )
         for task_id, (status, reason) in out.judged.items():
             conflicts = [c.model_dump() for c in out.conflicts.get(task_id, [])]
-            self._set(task_id, status, reason, conflicts=conflicts)
+            self.attempts.set_status(task_id, status, reason, conflicts=conflicts)
         stopped = stopped or out.stopped
         if out.merged:
             self._emit("merged", wave=index, tasks=out.merged, head=out.head, previous=head)
@@ -342,7 +337,7 @@ class Coordinator:
         """Move the integration ref to a journaled merge and end the wave."""
         git.update_ref(self.repo, self.integration_ref, new_head)
         for task_id in merged:
-            self._set(task_id, TaskStatus.MERGED, None)
+            self.attempts.set_status(task_id, TaskStatus.MERGED, None)
         if out is None:  # resumed after the merge was journaled: the wave's verify was green
             wres = next(w for w in self.result.waves if w.index == index)
             verify, isolated = wres.verify, wres.isolated
@@ -397,7 +392,7 @@ class Coordinator:
         # Judged as a task that exited 0 with these changes: the scope check still applies.
         policy = self.prepared.policies[task_id]
         timeout = self.plan.task(task_id).timeout or self.plan.timeout
-        self._judge_with(task_id, got, Limits(timeout, policy.memory, policy.disk))
+        self.attempts.judge_with(task_id, got, Limits(timeout, policy.memory, policy.disk))
         return True
 
     def _blocked(self, task_id: str) -> str | None:
@@ -408,12 +403,6 @@ class Coordinator:
                 return f"dependency {dep} is {status.value}"
         return None
 
-    def _set(self, task_id: str, status: TaskStatus, reason: str | None, **extra: Any) -> None:
-        shown = printable(reason) if reason else None
-        self._emit("judged", task=task_id, status=status, reason=shown, **extra)
-        log.info("task", task=task_id, status=status.value, reason=reason)
-
-    # -- the journal: every state change is written (fsync'd) before the runner acts on it ------
     def _emit(self, event: str, **fields: Any) -> None:
         with self._lock:
             if self.journal is not None:
@@ -439,107 +428,13 @@ class Coordinator:
 
     # -- one task ------------------------------------------------------------------------------
     def _task(self, task_id: str, start: str) -> None:
-        task = self.plan.task(task_id)
-        spec = self.sandboxes.spec(
-            task_id, "task", start, task.run, task.timeout or self.plan.timeout
-        )
         self.running.add(task_id)
         self._notify()
         try:
-            attempt = self.replay.attempt.get(task_id, 0)
-            status = self._leftover(task_id, spec, attempt)
-            while True:
-                if status is not _RUN_AGAIN:
-                    due = retry_due(status, attempt, task.retries, task.retry_on)
-                    if self.interrupted or not due:
-                        break
-                    self._retrying(task_id, spec, attempt, status)
-                attempt += 1
-                status = self._judge(task_id, self.pipeline.run(spec, attempt), spec)
+            self.attempts.run(task_id, start)
         finally:
             self.running.discard(task_id)
             self._notify()
-
-    def _leftover(self, task_id: str, spec: SandboxSpec, attempt: int) -> Any:
-        """A task a dead process left started: judge its work when its script had ended and
-        its workspace still holds the work; else run it again (its workspace kept aside)."""
-        phase = self.leftover.pop(task_id, None)
-        if phase is None:
-            return _RUN_AGAIN
-        ended = self.replay.ended.get(task_id)
-        if ended is not None:
-            fetched = self.replay.fetched.get(task_id)
-            if fetched is not None:  # home already: judge what was fetched
-                got = Attempt(
-                    ending=events.execution(ended),
-                    problem=fetched.get("problem"),
-                    commit=fetched.get("commit"),
-                    files=tuple(fetched["files_changed"]),
-                    kept=fetched.get("kept"),
-                )
-                return self._judge(task_id, got, spec)
-            if (spec.workspace / ".git").exists():
-                log.info("collecting a task the dead run left", task=task_id)
-                return self._judge(
-                    task_id, self.pipeline.collect_only(spec, events.execution(ended)), spec
-                )
-        ref = keep_attempt_ref(self.repo, self.run_id, task_id, attempt)
-        kept = set_aside(spec.state, attempt)
-        note = f"attempt {attempt} was cut short when the runner stopped; it runs again"
-        where = ref or (str(kept) if kept else None)
-        note += f"; that attempt's work is kept at {where}" if where else ""
-        self._emit("retrying", task=task_id, attempt=attempt + 1, note=note)
-        return _RUN_AGAIN
-
-    def _retrying(self, task_id: str, spec: SandboxSpec, attempt: int, status: Any) -> None:
-        reason = self.result.task(task_id).reason
-        ref = keep_attempt_ref(self.repo, self.run_id, task_id, attempt)
-        kept = set_aside(spec.state, attempt)
-        note = f"attempt {attempt} ended {status.value}"
-        where = ref or (str(kept) if kept else None)
-        note += f"; its work is kept at {where}" if where else ""
-        log.info("task retried", task=task_id, attempt=attempt + 1, previous=status.value)
-        self._emit("retrying", task=task_id, attempt=attempt + 1, note=note, previous=reason)
-
-    def _judge(self, task_id: str, got: Attempt, spec: SandboxSpec) -> TaskStatus | None:
-        """Judge an attempt; None: its work is ready to merge."""
-        limits = Limits(spec.timeout, spec.policy.memory, spec.policy.disk)
-        return self._judge_with(task_id, got, limits)
-
-    def _judge_with(self, task_id: str, got: Attempt, limits: Limits) -> TaskStatus | None:
-        if self.closing:
-            return TaskStatus.FAILED  # abandoned: the run's end says so, with its workspace
-        if got.failure is not None or got.ending is None:
-            self._set(task_id, TaskStatus.FAILED, got.failure or "the runner lost this task")
-            return TaskStatus.FAILED
-        ex = got.ending
-        violations = check_changes(self.prepared.scopes[task_id], list(got.files), self.plan.shared)
-        found = violations.paths() if violations else []
-        ending = Ending(
-            exit_code=ex.exit_code,
-            timed_out=ex.timed_out,
-            oom_killed=ex.oom_killed,
-            disk_exceeded=ex.disk_exceeded,
-            lost=ex.lost,
-            interrupted=self.interrupted,
-            problem=got.problem,
-            files_changed=len(got.files),
-            violations=tuple(found),
-            kept=got.kept,
-        )
-        status, reason = judge(ending, limits)
-        if status is not None:
-            # Cut short by the signal, not ended by itself: a resume runs it again.
-            cut = {"cut": True} if ending.interrupted and not got.problem else {}
-            self._set(task_id, status, reason, violations=found, **cut)
-            return status
-        self._emit("judged", task=task_id, status=READY, reason=None, commit=got.commit)
-        log.info("task ready", task=task_id, files=len(got.files))
-        return None
-
-
-_RUN_AGAIN = object()
-"""`_task`'s marker: run (another) attempt."""
 
 
 def _wave_end(
