@@ -62,10 +62,10 @@ tasks:
     policy: flood.yaml
     run: |
       mkdir flood && echo work > flood/work.txt
-      echo first line
+      # The daemon copies stdout and stderr apart (no order between them): the first line
+      # goes to the stream the first flood follows on, the tail that must be kept is stdout's.
+      echo first line >&2
       head -c 4000000 /dev/zero | tr '\0' y >&2
-      # The daemon copies stdout and stderr apart (no order between them): the tail that
-      # must be kept is stdout's.
       head -c 40000000 /dev/zero | tr '\0' x
       echo
       echo last line
