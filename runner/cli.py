@@ -198,7 +198,6 @@ def run_cmd(
 
     On GitHub Actions (GITHUB_ACTIONS=true) it also masks the values of the variables passed to
     tasks, annotates the plan with failed tasks and violations, and writes a job summary."""
-    from runner.progress import interactive
     from runner.reports import github
     from runner.sandbox.factory import BACKENDS
 
@@ -213,15 +212,29 @@ def run_cmd(
     for path in (junit, html):
         if path is not None and path.is_dir():
             raise InputError(f"{path} is a directory", hint="give the report's file name")
+    _run_and_report(plan, repo, settings, json_out, junit, html, reuse=True if reuse else None)
+
+
+def _run_and_report(
+    plan: Path | None,
+    repo: Path,
+    settings: Settings,
+    json_out: bool,
+    junit: Path | None = None,
+    html: Path | None = None,
+    **options: Any,
+) -> NoReturn:
+    """`execute` with progress on stderr, then the reports and the result; exits with the
+    run's code (3 when a report could not be written). Shared by run, resume, rerun, retry."""
+    from runner.progress import interactive
+
     live = interactive(err)
     # Progress shows every state change on stderr; logs add only warnings, unless a log format
     # was asked for (RUNNER_LOG_FORMAT).
     runner_log.configure(settings.log_format, quiet=settings.log_format == "auto")
     ended: list[RunResult] = []
     try:
-        result = execute(
-            plan, repo, settings, live=live, on_end=ended.append, reuse=True if reuse else None
-        )
+        result = execute(plan, repo, settings, live=live, on_end=ended.append, **options)
     except KeyboardInterrupt:
         if ended:  # the result document (and reports) still come out, saying `interrupted`
             _report(ended[0], json_out, junit, html)
@@ -260,18 +273,7 @@ def resume_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
 ) -> None:
     """Continue an interrupted or killed run: judged tasks stay, the rest run, waves merge."""
-    settings = Settings()
-    live = not json_out and err.is_terminal
-    runner_log.configure(settings.log_format, quiet=json_out or live)
-    ended: list[RunResult] = []
-    try:
-        result = execute(None, repo, settings, live=live, on_end=ended.append, resume=run)
-    except KeyboardInterrupt:
-        if ended:
-            _report(ended[0], json_out)
-        raise
-    _report(result, json_out)
-    raise typer.Exit(result.exit_code)
+    _run_and_report(None, repo, Settings(), json_out, resume=run)
 
 
 @app.command("rerun")
@@ -291,21 +293,8 @@ def rerun_cmd(
     """Run a finished run's plan (its own copy) again as a new run, on its pinned base commit,
     images and policies; refused when one of them is gone or changed (see --allow-drift).
     Every task runs; the new result names the run it replays."""
-    settings = Settings()
-    live = not json_out and err.is_terminal
-    runner_log.configure(settings.log_format, quiet=json_out or live)
     allow = [k.strip() for k in allow_drift.split(",") if k.strip()]
-    ended: list[RunResult] = []
-    try:
-        result = execute(
-            None, repo, settings, live=live, on_end=ended.append, rerun=run, allow_drift=allow
-        )
-    except KeyboardInterrupt:
-        if ended:
-            _report(ended[0], json_out)
-        raise
-    _report(result, json_out)
-    raise typer.Exit(result.exit_code)
+    _run_and_report(None, repo, Settings(), json_out, rerun=run, allow_drift=allow)
 
 
 @app.command("retry")
@@ -318,20 +307,7 @@ def retry_cmd(
 ) -> None:
     """Run tasks of a finished run again, in that run, as their next attempt; what depends on
     them runs too, and everything merges onto the run's integration branch."""
-    settings = Settings()
-    live = not json_out and err.is_terminal
-    runner_log.configure(settings.log_format, quiet=json_out or live)
-    ended: list[RunResult] = []
-    try:
-        result = execute(
-            None, repo, settings, live=live, on_end=ended.append, resume=run, retry=tasks
-        )
-    except KeyboardInterrupt:
-        if ended:
-            _report(ended[0], json_out)
-        raise
-    _report(result, json_out)
-    raise typer.Exit(result.exit_code)
+    _run_and_report(None, repo, Settings(), json_out, resume=run, retry=tasks)
 
 
 def _report(
