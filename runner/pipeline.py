@@ -99,7 +99,6 @@ class Pipeline:
         collected = self.backend.collect(spec)
         used = self.usage(spec, collected.out_dir)
         self.emit("collected", **events.collected(task_id, collected), usage=used)
-        self.backend.destroy(spec)
         intake = Intake(None, problem=collected.problem)
         ref = names.task_ref(self.run_id, task_id)
         if collected.head is not None and collected.problem is None:
