@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,17 @@ def _wait(repo: Path, run_id: str, ready: set[str], started: set[str]) -> None:
     raise AssertionError(f"not reached: ready {ready}, started {started}")
 
 
+def _midway(tmp_path: Path, repo: Path, sig: signal.Signals) -> tuple[subprocess.Popen[str], str]:
+    """Start PLAN; signal the runner once fast1/fast2 are fetched and slow1/slow2 are inside
+    their first attempt's sleep."""
+    proc = start_run(tmp_path, repo, PLAN)
+    run_id = _run_id(repo)
+    _wait(repo, run_id, ready={"fast1", "fast2"}, started={"slow1", "slow2"})
+    time.sleep(1)  # the slow tasks are inside their sleep
+    proc.send_signal(sig)
+    return proc, run_id
+
+
 def _tree(repo: Path, rev: str) -> str:
     return git(repo, "rev-parse", f"{rev}^{{tree}}")
 
@@ -91,11 +103,7 @@ def test_resume_after_sigkill_finishes_the_run_as_an_uninterrupted_one_would(
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
     try:
-        proc = start_run(tmp_path, repo, PLAN)
-        run_id = _run_id(repo)
-        _wait(repo, run_id, ready={"fast1", "fast2"}, started={"slow1", "slow2"})
-        time.sleep(1)  # the slow tasks are inside their sleep
-        proc.send_signal(signal.SIGKILL)
+        proc, run_id = _midway(tmp_path, repo, signal.SIGKILL)
         proc.communicate(timeout=30)
 
         done = runner_cli("resume", run_id[:12], "--repo", str(repo), "--json")
@@ -135,11 +143,7 @@ def test_resume_after_ctrl_c_runs_the_cut_tasks_again_and_merges_the_ready_ones(
 ) -> None:
     repo = make_repo(tmp_path, {"README.md": "x\n"})
     try:
-        proc = start_run(tmp_path, repo, PLAN)
-        run_id = _run_id(repo)
-        _wait(repo, run_id, ready={"fast1", "fast2"}, started={"slow1", "slow2"})
-        time.sleep(1)
-        proc.send_signal(signal.SIGINT)
+        proc, run_id = _midway(tmp_path, repo, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         cut = json.loads(out)
