@@ -345,22 +345,27 @@ def is_dirty(repo: Path) -> bool:
 
 
 def snapshot(repo: Path) -> dict[str, str]:
-    """HEAD, current branch, index and work tree (tracked + untracked, by content)."""
+    """HEAD, current branch, index and work tree (tracked + untracked files).
+
+    The work tree is taken by each file's lstat stamps, not its content: any write, rename or
+    chmod moves a file's ctime, which no process can set back, so a file the run touched is
+    seen even when its content is the same; reading every file of a large checkout twice per
+    run cost seconds (issue 8).
+    """
     head = git(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
     branch = git(repo, "symbolic-ref", "--quiet", "HEAD", check=False)
     index = hashlib.sha256(git(repo, "ls-files", "--stage", "-z").stdout).hexdigest()
     listing = git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout
     tree = hashlib.sha256()
     for name in sorted(set(_text(listing).split("\0")) - {""}):
-        path = repo / name
-        tree.update(name.encode() + b"\0")
-        if path.is_symlink():
-            tree.update(b"l" + os.readlink(path).encode())
-        elif path.is_file():
-            tree.update(b"x" if os.access(path, os.X_OK) else b"f")
-            tree.update(hashlib.sha256(path.read_bytes()).digest())
-        else:
-            tree.update(b"-")  # deleted tracked file, or a submodule directory
+        tree.update(name.encode(errors="surrogateescape") + b"\0")
+        try:
+            st = os.lstat(repo / name)
+        except OSError:
+            tree.update(b"-")  # a deleted tracked file
+            continue
+        stamp = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        tree.update(repr(stamp).encode())
     return {
         "head": _text(head.stdout).strip() or "(unborn)",
         "branch": _text(branch.stdout).strip() or "(detached)",

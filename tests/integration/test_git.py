@@ -27,6 +27,14 @@ def test_snapshot_notices_every_kind_of_change(tmp_path: Path) -> None:
     before = rgit.snapshot(repo)
     (repo / "untracked.txt").write_text("v\n")
     assert rgit.snapshot(repo)["worktree"] != before["worktree"]
+    # The same size, its mtime set back: the ctime still moved.
+    before, was = rgit.snapshot(repo), (repo / "a.txt").stat()
+    (repo / "a.txt").write_text("chaNged\n")
+    os.utime(repo / "a.txt", ns=(was.st_atime_ns, was.st_mtime_ns))
+    assert rgit.snapshot(repo)["worktree"] != before["worktree"]
+    before = rgit.snapshot(repo)
+    (repo / "a.txt").chmod(0o755)
+    assert rgit.snapshot(repo)["worktree"] != before["worktree"]
 
 
 def test_clone_for_sandbox_borrows_objects_and_copies_no_pack(tmp_path: Path) -> None:
