@@ -282,6 +282,8 @@ class Bench:
     rounds: int
     samples: dict[str, list[float]] = field(default_factory=dict)
     task_phases: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    result_phases: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """key -> phase -> durations, from the result's own `phases` (runners that have them)."""
     run_spans: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     floor_each: dict[str, list[float]] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
@@ -306,6 +308,10 @@ class Bench:
                     dest.setdefault(k, []).extend(v)
                 for k, s in spans.items():
                     self.run_spans.setdefault(key, {}).setdefault(k, []).append(s)
+                for task in outcome.result["tasks"]:
+                    for k, p in (task.get("phases") or {}).items():
+                        by = self.result_phases.setdefault(key, {})
+                        by.setdefault(k, []).append(float(p["duration_s"]))
         return outcome
 
     def run_only(
@@ -650,6 +656,12 @@ def report(
             was = f"{med(old[k]):>8.3f}" if old else ""
             print(f"  {what:<62}{med(per[k]):>8.3f}{was}")
         print(f"  {floor_what:<62}{floor:>8.3f}")
+        mine, theirs = bench.result_phases.get(key, {}), bench.result_phases.get(f"{key}@base", {})
+        if mine:
+            print("  the result's own phases (medians over the tasks that reached each):")
+            for k in mine:
+                was = f"{med(theirs[k]):>8.3f}" if k in theirs else ("       -" if old else "")
+                print(f"    {k:<60}{med(mine[k]):>8.3f}{was}")
         print(f"  per run (medians over {bench.rounds} run(s)):")
         old_spans = bench.run_spans.get(f"{key}@base", {})
         for k, what in RUN_PHASES:

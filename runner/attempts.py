@@ -7,6 +7,7 @@ next one starts, and the journal says where. The status itself is `core.judge`'s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +130,10 @@ class Attempts:
             return TaskStatus.FAILED
         ex = got.ending
         scope = self.prepared.scopes[task_id]
+        checking = time.time()
         violations = check_changes(scope, list(got.files), self.plan.shared)
         found = violations.paths() if violations else []
+        phases = {"scope": events.span(checking, time.time())}
         ending = Ending(
             exit_code=ex.exit_code,
             timed_out=ex.timed_out,
@@ -147,9 +150,11 @@ class Attempts:
         if status is not None:
             # Cut short by the signal, not ended by itself: a resume runs it again.
             cut = {"cut": True} if ending.interrupted and not got.problem else {}
-            self.set_status(task_id, status, reason, violations=found, **cut)
+            self.set_status(task_id, status, reason, violations=found, phases=phases, **cut)
             return status
-        self.emit("judged", task=task_id, status=READY, reason=None, commit=got.commit)
+        self.emit(
+            "judged", task=task_id, status=READY, reason=None, commit=got.commit, phases=phases
+        )
         log.info("task ready", task=task_id, files=len(got.files))
         return None
 

@@ -314,12 +314,17 @@ class Coordinator:
         out = integrate_wave(
             self.repo, self.run_id, index, head, ready, self.plan.on_conflict, verify
         )
+        merge_phase = {t: {"merge": events.span(*when)} for t, when in out.timings.items()}
         for task_id, (status, reason) in out.judged.items():
             conflicts = [c.model_dump() for c in out.conflicts.get(task_id, [])]
-            self.attempts.set_status(task_id, status, reason, conflicts=conflicts)
+            timed = {"phases": merge_phase[task_id]} if task_id in merge_phase else {}
+            self.attempts.set_status(task_id, status, reason, conflicts=conflicts, **timed)
         stopped = stopped or out.stopped
         if out.merged:
-            self._emit("merged", wave=index, tasks=out.merged, head=out.head, previous=head)
+            phases = {t: merge_phase[t] for t in out.merged if t in merge_phase}
+            self._emit(
+                "merged", wave=index, tasks=out.merged, head=out.head, previous=head, phases=phases
+            )
             return self._merged(index, wave, head, out.head, out.merged, out, stopped)
         self._emit("wave_ended", **_wave_end(index, head, out.verify, out.isolated, stopped))
         return head, stopped

@@ -6,6 +6,7 @@ run's state. Environment variables appear by name only: values never reach an ev
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,9 @@ def execution(ev: dict[str, Any]) -> Execution:
 def collected(task_id: str, c: Collected) -> dict[str, Any]:
     out = str(c.out_dir) if c.out_dir else None
     return {"task": task_id, "head": c.head, "problem": c.problem, "out": out, "notes": c.notes}
+
+
+def span(start: float, end: float) -> dict[str, Any]:
+    """One phase of a task (`PhaseTime`), from two `time.time()` readings."""
+    iso = datetime.fromtimestamp(start, UTC).isoformat(timespec="milliseconds")
+    return {"start": iso, "duration_s": round(max(0.0, end - start), 3)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ class WaveMerge:
     conflicts: dict[str, list[Conflict]] = field(default_factory=dict)
     stopped_at: str | None = None
     """The task whose conflict stopped the wave (on_conflict: stop)."""
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """task -> when its merge (or the attempt that conflicted) began and ended."""
 
 
 def pairwise(repo: Path, commits: dict[str, str], base: str) -> dict[tuple[str, str], list[str]]:
@@ -85,8 +88,10 @@ def merge_wave(
     pairs = pairwise(repo, dict(ready), start)
     result = WaveMerge(head)
     for task_id, commit in ready:
+        merging = time.time()
         outcome = git.merge_tree(repo, result.head, commit, start)
         if outcome.tree is None:
+            result.timings[task_id] = (merging, time.time())
             result.conflicts[task_id] = _explain(task_id, outcome.conflicts, result.merged, pairs)
             if stop_on_conflict:
                 result.stopped_at = task_id
@@ -95,6 +100,7 @@ def merge_wave(
         message = f"runner {run_id}: merge task {task_id}\n\nTask commit: {commit}\n"
         result.head = git.commit_tree(repo, outcome.tree, [result.head, commit], message)
         result.merged.append(task_id)
+        result.timings[task_id] = (merging, time.time())
     return result
 
 

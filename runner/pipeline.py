@@ -14,10 +14,11 @@ from typing import Any
 
 import structlog
 
-from runner import events, git, names, workspace
+from runner import events, git, names, stamps, workspace
 from runner.errors import RunnerError
 from runner.intake import Intake, bring_home
-from runner.sandbox.base import Execution, SandboxBackend, SandboxSpec
+from runner.sandbox.base import Collected, Execution, SandboxBackend, SandboxSpec
+from runner.stamps import Walk
 
 log = structlog.get_logger()
 
@@ -68,16 +69,28 @@ class Pipeline:
         self.emit("task_started", task=task_id, start=spec.start_commit, attempt=attempt, **where)
         log.info("task started", task=task_id, attempt=attempt, start=spec.start_commit[:12])
         try:
+            cloning = time.time()
             workspace.make_clone(
                 self.repo, spec.start_commit, spec.workspace, f"task/{task_id}", spec.policy.user
             )
+            # Taken before the sandbox exists: whatever the task then does moves a stamp.
+            before = stamps.walk(spec.workspace) if self.backend.workspaces_on_host else None
             try:
                 self._check()
                 since = time.time()
                 ex = self.backend.execute(spec)
-                extra = self.denials(spec, ex, since, time.time()) if self.denials else {}
-                self.emit("task_ended", **events.task_ended(task_id, ex, attempt), **extra)
-                return self._collect(spec, ex)
+                ended = time.time()
+                extra = self.denials(spec, ex, since, ended) if self.denials else {}
+                began = ex.started_at or since
+                phases = {
+                    "clone": events.span(cloning, since),
+                    "sandbox_start": events.span(since, began),
+                    "task": events.span(began, ended),
+                }
+                self.emit(
+                    "task_ended", **events.task_ended(task_id, ex, attempt), **extra, phases=phases
+                )
+                return self._collect(spec, ex, before)
             finally:
                 self.backend.destroy(spec)
         except (RunnerError, OSError) as exc:
@@ -93,14 +106,29 @@ class Pipeline:
         except (RunnerError, OSError) as exc:
             return _failed(spec, exc)
 
-    def _collect(self, spec: SandboxSpec, ex: Execution) -> Attempt:
+    def _collect(self, spec: SandboxSpec, ex: Execution, before: Walk | None = None) -> Attempt:
         task_id = spec.task_id
         self._check()
-        collected = self.backend.collect(spec)
+        collecting = time.time()
+        after = stamps.walk(spec.workspace) if before is not None else None
+        moved = stamps.moved(before, after) if before is not None and after is not None else None
+        if moved == [] and before == after and stamps.is_empty(spec.state / "out"):
+            # Not a name, inode or stamp moved and RUNNER_OUT is empty: nothing to collect.
+            log.info("workspace unchanged: nothing to collect", task=task_id)
+            collected = Collected(spec.start_commit, None, None)
+        else:
+            collected = self.backend.collect(spec, moved)
+        collected_at = time.time()
+        copy = collected.transfer or (collected_at, collected_at)
+        phases = {
+            "collect": events.span(collecting, collected_at - (copy[1] - copy[0])),
+            "transfer": events.span(copy[0], copy[1]),
+        }
         used = self.usage(spec, collected.out_dir)
-        self.emit("collected", **events.collected(task_id, collected), usage=used)
+        self.emit("collected", **events.collected(task_id, collected), usage=used, phases=phases)
         intake = Intake(None, problem=collected.problem)
         ref = names.task_ref(self.run_id, task_id)
+        fetching = time.time()
         if collected.head is not None and collected.problem is None:
             intake = bring_home(
                 self.repo,
@@ -123,6 +151,7 @@ class Pipeline:
             files_changed=files,
             problem=intake.problem,
             kept=kept,
+            phases={"fetch": events.span(fetching, time.time())},
         )
         # Work that is home (under its ref) needs no clone any more; work that is not keeps
         # its workspace, named in the reason. Logs and the copied-out RUNNER_OUT stay.

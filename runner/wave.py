@@ -32,6 +32,8 @@ class WaveOutcome:
     isolated: list[str] = field(default_factory=list)
     stopped: str | None = None
     """Why later waves do not run (on_conflict: stop), if they do not."""
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """task -> when its merge began and ended (the last one, after isolating a red verify)."""
 
 
 def integrate_wave(
@@ -46,7 +48,7 @@ def integrate_wave(
     """Merge `ready` (task, commit) in order onto `start`, then verify (None: no verify)."""
     stop = on_conflict == "stop"
     merge = merge_wave(repo, start, ready, run_id, stop, start=start)
-    out = WaveOutcome(head=start, conflicts=dict(merge.conflicts))
+    out = WaveOutcome(head=start, conflicts=dict(merge.conflicts), timings=dict(merge.timings))
     for task_id, conflicts in merge.conflicts.items():
         files = sorted({f for c in conflicts for f in c.files})
         out.judged[task_id] = (TaskStatus.CONFLICT, "merge conflict in " + ", ".join(files))
@@ -92,6 +94,7 @@ def _isolate(
     head = start  # every task of the wave started here
     for task_id, commit in ready:
         one = merge_wave(repo, head, [(task_id, commit)], run_id, True, start=start)
+        out.timings.update(one.timings)
         if not one.merged:  # conflicts once a red task before it is left out
             out.conflicts[task_id] = one.conflicts[task_id]
             out.judged[task_id] = (TaskStatus.CONFLICT, "merge conflict after isolating verify")

@@ -18,6 +18,7 @@ from runner.core.results import (
     Conflict,
     Denial,
     IsolationCheck,
+    PhaseTime,
     RunResult,
     RunStatus,
     TaskResult,
@@ -73,6 +74,7 @@ class Replay:
             handler = _APPLY.get(str(name))
             if handler is not None:
                 handler(self, ev)
+                _phases(self, ev)
         except (KeyError, TypeError, ValueError, StopIteration) as exc:
             if isinstance(exc, BadEvent):
                 raise
@@ -149,6 +151,7 @@ def _task_started(r: Replay, ev: Event) -> None:
     t = _task(r, ev)
     t.start_commit, t.started_at = ev["start"], ev["time"]
     t.attempts = r.attempt[t.id] = int(ev.get("attempt", 1))
+    t.phases = {}  # the phases of its last attempt
     r.phase[t.id] = Phase.RUNNING
     r.ended.pop(t.id, None)
     r.fetched.pop(t.id, None)
@@ -236,6 +239,17 @@ def _verify_ended(r: Replay, ev: Event) -> None:
     took = _seconds(began, ev["time"])
     run = VerifyRun(task=ev.get("task"), result=ev["result"], log=ev.get("log"), started_at=began)
     w.verify_runs.append(run.model_copy(update={"duration_s": took}))
+
+
+def _phases(r: Replay, ev: Event) -> None:
+    """A task's phase times, from the events that carry them (`merged`: one set per task)."""
+    timed = ev.get("phases")
+    if not timed:
+        return
+    by_task = timed if ev.get("event") == "merged" else {ev["task"]: timed}
+    for task_id, phases in by_task.items():
+        t = r.result.task(task_id)
+        t.phases = {**t.phases, **{k: PhaseTime.model_validate(v) for k, v in phases.items()}}
 
 
 def _seconds(start: str | None, end: str) -> float | None:

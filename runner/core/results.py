@@ -75,6 +75,23 @@ class Denial(_Doc):
     port: int | None = None
 
 
+PHASES = ("clone", "sandbox_start", "task", "collect", "transfer", "fetch", "scope", "merge")
+"""A task's phases, in order (`TaskResult.phases`):
+
+clone: its workspace made from its start commit; sandbox_start: state dir, cache, container
+create and attach, up to the container's start; task: the script ran (start to exit, with
+the log drained); collect: its work committed and bundled by the collector (or found
+unchanged without one); transfer: the bundle and RUNNER_OUT copied out; fetch: the bundle
+checked and fetched (quarantine, then the repo); scope: its changed paths checked; merge: its
+merge onto the integration head."""
+
+
+class PhaseTime(_Doc):
+    start: str
+    """ISO 8601, UTC, milliseconds."""
+    duration_s: float = Field(ge=0)
+
+
 class TaskResult(_Doc):
     id: str
     wave: int = Field(ge=1)
@@ -115,6 +132,9 @@ class TaskResult(_Doc):
     key_parts: KeyParts | None = None
     reused_from: ReusedFrom | None = None
     """Set when its work was not run but re-applied from an earlier run's merged task."""
+    phases: dict[str, PhaseTime] = {}
+    """Where its last attempt's time went, by phase (`PHASES`, in that order); a phase it
+    did not reach is absent."""
 
 
 class VerifyRun(_Doc):

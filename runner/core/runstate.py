@@ -33,15 +33,19 @@ EVENTS: dict[str, str] = {
     "files_changed",
     "task_started": "task, start, attempt (from 1), workspace, container",
     "task_ended": "task, attempt, exit_code, timed_out, oom_killed, disk_exceeded, lost, "
-    "duration_s, log, cpu_s, peak_memory_bytes, metrics_source, denials, notes",
-    "collected": "task, head (None: see problem), problem, out, notes, usage (tokens, cost)",
-    "fetched": "task, ref, commit, files_changed (paths), problem, kept (where its work is now)",
+    "duration_s, log, cpu_s, peak_memory_bytes, metrics_source, denials, notes, phases "
+    "(clone, sandbox_start, task: each {start, duration_s}, as in the result)",
+    "collected": "task, head (None: see problem), problem, out, notes, usage (tokens, cost), "
+    "phases (collect, transfer)",
+    "fetched": "task, ref, commit, files_changed (paths), problem, kept (where its work is "
+    "now), phases (fetch)",
     "judged": "task, status (a TaskStatus, or `ready`: to be merged), reason, commit, "
     "violations, conflicts, run_ended (said because the run ended: resume goes on from it), "
-    "cut (cut short by a signal: resume runs it again)",
+    "cut (cut short by a signal: resume runs it again), phases (scope; merge of a conflict)",
     "retrying": "task, attempt (the next), note (where the last attempt's work is kept), "
     "previous (its reason)",
-    "merged": "wave, tasks, head (the integration ref is set to it next), previous",
+    "merged": "wave, tasks, head (the integration ref is set to it next), previous, phases "
+    "(task -> {merge})",
     "verify_started": "wave, task (when verified alone), commit",
     "verify_ended": "wave, task, result (green | red), log",
     "wave_ended": "wave, merged_commit, verify, isolated, stopped (why later waves do not run)",

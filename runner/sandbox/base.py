@@ -71,6 +71,8 @@ class Execution:
     address: str | None = None
     """The sandbox's address on its network while it ran (allowlist sandboxes: the client
     address the egress proxy logs)."""
+    started_at: float | None = None
+    """When its script's sandbox started (`time.time()`): what came before was provisioning."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class Collected:
     """Why the task's work could not be brought home (the task's doing, not the runner's)."""
     notes: list[str] = field(default_factory=list)
     """What was left out and why (a refused RUNNER_OUT, ignored files)."""
+    transfer: tuple[float, float] | None = None
+    """When copying the work out to the coordinator began and ended (`time.time()`)."""
 
 
 class SandboxBackend(abc.ABC):
@@ -107,6 +111,11 @@ class SandboxBackend(abc.ABC):
     Every method raises only the runner's own errors (SandboxError, InputError): whatever the
     engine's client raises is translated inside the backend.
     """
+
+    workspaces_on_host: bool = False
+    """True when a task's sandbox works on `spec.workspace` on this host itself (containers
+    of the local daemon), so the coordinator can see that a task changed nothing there and
+    skip its collection. False where the workspace lives on another node (Swarm)."""
 
     @classmethod
     @abc.abstractmethod
@@ -159,10 +168,12 @@ class SandboxBackend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def collect(self, spec: SandboxSpec) -> Collected:
+    def collect(self, spec: SandboxSpec, moved: Sequence[bytes] | None = None) -> Collected:
         """Commit what the task left uncommitted and copy out its bundle and RUNNER_OUT.
 
         Runs in a fresh sandbox on the same workspace, so it works after a kill too.
+        `moved`: the work-tree paths the host saw change (runner.stamps), whose entries in
+        the task's index are not trusted; None: no entry is (every file is hashed again).
 
         Raises:
             SandboxError: collection failed; the workspace is left in place for inspection.

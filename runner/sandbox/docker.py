@@ -259,7 +259,13 @@ def _sandbox(self: DockerBackend, spec: SandboxSpec, *_: Any) -> str:
     return f"running sandbox {container_name(spec)}"
 
 
+MOVED = "moved"
+"""In the collector's control dir: the paths whose index entries collect.sh drops."""
+
+
 class DockerBackend(SandboxBackend):
+    workspaces_on_host = True  # bind-mounted from spec.workspace
+
     def __init__(
         self,
         client: docker.DockerClient,
@@ -410,6 +416,7 @@ class DockerBackend(SandboxBackend):
         return Execution(
             code, timed_out, oom, round(duration, 3), log_path, cpu, mem, source,
             disk_exceeded=guard.exceeded, disk_added=guard.added, address=address, lost=lost,
+            started_at=since,
         )  # fmt: skip
 
     def _killed_from_outside(self, container: Container, since: float) -> str | None:
@@ -474,10 +481,15 @@ class DockerBackend(SandboxBackend):
             return None  # only a fallback for the metrics: the kill that follows matters
 
     # -- collect ---------------------------------------------------------------------------
-    @_docker_op(lambda self, spec: f"collecting task {spec.task_id}")
-    def collect(self, spec: SandboxSpec) -> Collected:
+    @_docker_op(lambda self, spec, moved=None: f"collecting task {spec.task_id}")
+    def collect(self, spec: SandboxSpec, moved: Sequence[bytes] | None = None) -> Collected:
         cspec = _as_collector(spec, self.collector_image)
         self._prepare_state(cspec)
+        hint = spec.state / "control" / MOVED
+        if moved is None:
+            hint.unlink(missing_ok=True)
+        else:
+            hint.write_bytes(b"".join(path + b"\0" for path in moved))
         container = self._create(cspec)
         notes: list[str] = []
         try:
@@ -496,6 +508,7 @@ class DockerBackend(SandboxBackend):
             logs = raw.decode("utf-8", "replace")[-64 * 1024 :]
             (spec.state / "collect.log").write_text(logs)
             out_dir: Path | None = spec.state / "report"
+            copying = time.time()
             try:
                 _extract(container, OUT, spec.state / "report", spec.policy.max_out, "RUNNER_OUT")
             except _TooLarge as exc:  # the extras are refused, never the work with them
@@ -507,6 +520,7 @@ class DockerBackend(SandboxBackend):
                 _extract(container, f"{BUNDLE}/out", dest, spec.policy.max_bundle, "bundle")
             except _TooLarge as exc:
                 return Collected(None, None, out_dir, str(exc), notes)
+            copied = (copying, time.time())
         finally:
             # Best effort: destroy() and the run's cleanup remove it too.
             with contextlib.suppress(*_DOCKER_FAULTS):
@@ -522,6 +536,7 @@ class DockerBackend(SandboxBackend):
             out_dir / "out" if out_dir else None,
             None if head else "collection wrote no head commit",
             notes,
+            copied,
         )
 
     @_docker_op(lambda self, spec: f"starting a shell in the sandbox of task {spec.task_id}")

@@ -31,7 +31,7 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -613,7 +613,7 @@ class SwarmBackend(SandboxBackend):
         return str(node)
 
     # -- collect ---------------------------------------------------------------------------
-    def collect(self, spec: SandboxSpec) -> Collected:
+    def collect(self, spec: SandboxSpec, moved: Sequence[bytes] | None = None) -> Collected:
         with translated(f"collecting task {spec.task_id}", self.timeout):
             return self._collect(spec)
 

@@ -213,3 +213,41 @@ def test_an_event_before_planned_is_refused() -> None:
 )
 def test_retry_due(status: TaskStatus | None, attempt: int, retries: int, due: bool) -> None:
     assert retry_due(status, attempt, retries, ["failed", "timeout", "sandbox_lost"]) is due
+
+
+def _span(start: str, took: float) -> dict[str, Any]:
+    return {"start": f"2026-11-25T00:00:{start}+00:00", "duration_s": took}
+
+
+def test_phases_gather_per_attempt_and_a_retry_starts_them_afresh() -> None:
+    started = ev("task_started", task="a", start=START, attempt=1)
+    events = [
+        planned(),
+        started,
+        {**ended("a", code=1), "phases": {"clone": _span("01", 0.1), "task": _span("02", 1.5)}},
+        ev("retrying", task="a", attempt=2, note="attempt 1 ended failed"),
+        {**started, "attempt": 2},
+        {**ended("a", attempt=2), "phases": {"clone": _span("05", 0.2), "task": _span("06", 1)}},
+        {**fetched("a"), "phases": {"fetch": _span("08", 0.3)}},
+        ev(
+            "judged",
+            task="a",
+            status="ready",
+            reason=None,
+            commit=WORK,
+            phases={"scope": _span("09", 0.0)},
+        ),
+        ev(
+            "merged",
+            wave=1,
+            tasks=["a"],
+            head=MERGE,
+            previous=START,
+            phases={"a": {"merge": _span("10", 0.01)}},
+        ),
+    ]
+    a = replay(events).result.task("a")
+    assert list(a.phases) == ["clone", "task", "fetch", "scope", "merge"]
+    assert a.phases["clone"].duration_s == 0.2  # the second attempt's, not the first's
+    assert a.phases["merge"].start == "2026-11-25T00:00:10+00:00"
+    assert replay(events).result.task("b").phases == {}

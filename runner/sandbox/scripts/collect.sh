@@ -27,8 +27,16 @@ printf '%s\n%s\n' "$task/objects" /objects >"$own/objects/info/alternates"
 cp -P "$task/HEAD" "$own/HEAD"
 [ ! -f "$task/packed-refs" ] || cp -P "$task/packed-refs" "$own/packed-refs"
 [ ! -d "$task/refs" ] || cp -RP "$task/refs" "$own/"
-# The task's index saves rehashing the whole tree; a broken one is replaced by HEAD's tree.
-{ cp -P "$task/index" "$own/index" 2>/dev/null && git ls-files --stage >/dev/null 2>&1; } \
+# The task's index saves rehashing the whole tree, but its stat data is only as good as git's
+# one-second view of times: a same-size edit in the second an entry was written, its mtime
+# set back, looks clean. The host lists every path whose nanosecond stamps moved since
+# before the task ($control/moved, NUL-separated): their entries go, so `git add -A` hashes
+# them again. Without that list (a resumed run) no entry is trusted: HEAD's tree, no stat data.
+# A broken index is replaced the same way.
+moved=/runner/moved
+{ [ -f "$moved" ] && cp -P "$task/index" "$own/index" 2>/dev/null \
+    && git ls-files --stage >/dev/null 2>&1 \
+    && git update-index -z --force-remove --stdin <"$moved"; } \
     || { rm -f "$own/index"; git read-tree HEAD; }
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c gc.auto=0 \
         -c commit.gpgSign=false -c core.autocrlf=false -c core.symlinks=true "$@"; }
