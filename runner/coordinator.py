@@ -232,6 +232,7 @@ class Coordinator:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 removed += self.backend.cleanup(self.run_id)
         log.debug("cleanup", run=self.run_id, removed=removed)
+        self.pipeline.reaper.drain()
         workspace.remove(
             self.sandboxes.stores
         )  # no sandbox mounts them any more: a copy of history each

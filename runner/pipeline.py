@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class Pipeline:
     """What the attempt used (tokens, cost) from its copied-out RUNNER_OUT, as event fields."""
     closing: Callable[[], bool] = lambda: False
     """True once the run abandons work in flight (a second Ctrl-C): start no new sandbox."""
+    reaper: workspace.Reaper = field(default_factory=workspace.Reaper)
+    """Removes workspaces whose work is home; the run's end drains it."""
 
     def _check(self) -> None:
         if self.closing():
@@ -159,7 +161,7 @@ class Pipeline:
             for scratch in ("control", "out", "bundle", "collected"):
                 workspace.remove(spec.state / scratch)
             if not self.keep_workspaces:
-                workspace.remove(spec.workspace)
+                self.reaper.remove(spec.workspace)
         return Attempt(
             ending=ex,
             problem=intake.problem,

@@ -8,11 +8,13 @@ import fcntl
 import io
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -211,3 +213,30 @@ def export_shared(repo: Path, commit: str, path: str, dest: Path) -> Path:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+class Reaper:
+    """Removes finished workspaces off the tasks' critical path: each is renamed aside at
+    once (nothing later finds it where it was), then deleted by one background thread.
+    Thousands of files take a while to delete, and the task's judgement need not wait.
+    `drain` waits for every removal (the run's end: nothing is left behind)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper")
+
+    def remove(self, path: Path) -> None:
+        aside = path.with_name(f".{path.name}.removing-{secrets.token_hex(4)}")
+        try:
+            path.rename(aside)
+        except FileNotFoundError:
+            return
+        except OSError:
+            remove(path)  # cannot rename (another file system?): remove it here and now
+            return
+        try:
+            self._pool.submit(remove, aside)
+        except RuntimeError:  # drained already
+            remove(aside)
+
+    def drain(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -46,6 +46,17 @@ class Bar:
     width: float
     y: int
     title: str
+    phases: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class Segment:
+    """One phase of a task under its bar (clone, task, collect, ...)."""
+
+    name: str
+    x: float
+    width: float
+    title: str
 
 
 @dataclass
@@ -98,16 +109,31 @@ def timeline(result: RunResult) -> Timeline:
             tl.rows.append((label, y, "not run" if kind == "task" else "no time"))
             continue
         offset = (start - t0).total_seconds()
-        tl.bars.append(
-            Bar(label, kind, status, colour, LABEL + offset * scale, max(seconds * scale, 2.0), y,
-                f"{label}: {status}, from {offset:.1f}s for {seconds:.1f}s")
-        )  # fmt: skip
+        bar = Bar(label, kind, status, colour, LABEL + offset * scale, max(seconds * scale, 2.0),
+                  y, f"{label}: {status}, from {offset:.1f}s for {seconds:.1f}s")  # fmt: skip
+        if kind == "task":
+            bar.phases = _segments(result.task(label), t0, scale)
+            if bar.phases:
+                bar.title += "; " + ", ".join(p.title for p in bar.phases)
+        tl.bars.append(bar)
     step = _tick_step(total)
     n = 0
     while n * step <= total + 1e-9:
         tl.ticks.append((LABEL + n * step * scale, f"{n * step:g}s"))
         n += 1
     return tl
+
+
+def _segments(t: TaskResult, t0: datetime, scale: float) -> list[Segment]:
+    out = []
+    for name, phase in t.phases.items():
+        start = _start(phase.start)
+        if start is None:
+            continue
+        x = LABEL + (start - t0).total_seconds() * scale
+        out.append(Segment(name, x, max(phase.duration_s * scale, 1.0),
+                           f"{name} {phase.duration_s:.2f}s"))  # fmt: skip
+    return out
 
 
 def _tick_step(total: float) -> float:

@@ -50,6 +50,7 @@ from runner.sandbox.disk import DiskGuard
 from runner.sandbox.egress import EgressProxies
 from runner.sandbox.logpump import METRICS_MARK, LogPump
 from runner.sandbox.options import BUNDLE, OUT, container_name, container_options
+from runner.stamps import is_empty
 
 if TYPE_CHECKING:
     from runner.settings import Settings
@@ -508,9 +509,12 @@ class DockerBackend(SandboxBackend):
             logs = raw.decode("utf-8", "replace")[-64 * 1024 :]
             (spec.state / "collect.log").write_text(logs)
             out_dir: Path | None = spec.state / "report"
-            copying = time.time()
+            copying, report = time.time(), spec.state / "report"
             try:
-                _extract(container, OUT, spec.state / "report", spec.policy.max_out, "RUNNER_OUT")
+                if is_empty(spec.state / "out"):  # the task's alone: read-only in the collector
+                    (report / "out").mkdir(parents=True, exist_ok=True)
+                else:
+                    _extract(container, OUT, report, spec.policy.max_out, "RUNNER_OUT")
             except _TooLarge as exc:  # the extras are refused, never the work with them
                 out_dir, notes = None, [f"{exc}; not copied home"]
             if code != 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 from runner.core.plan import parse_plan
 from runner.core.results import (
     Conflict,
+    PhaseTime,
     RunResult,
     RunStatus,
     TaskResult,
@@ -209,3 +210,25 @@ def test_timeline_bars_are_placed_by_start_and_sized_by_duration(tmp_path: Path)
     assert abs((bars["verify 1"].x - bars["ok"].x) - 5.0 * scale) < 0.01
     assert bars["ok"].colour != bars["bad"].colour != bars["wide"].colour
     assert [label for label, _y, _note in tl.rows] == ["later"]  # never ran: no bar
+
+
+def test_timeline_draws_a_task_s_phases_under_its_bar(tmp_path: Path) -> None:
+    result = _result(tmp_path)
+    ok = result.task("ok")
+    ok.phases = {
+        "clone": PhaseTime(start="2026-11-25T21:00:00.800+00:00", duration_s=0.2),
+        "task": PhaseTime(start="2026-11-25T21:00:01.000+00:00", duration_s=2.0),
+        "collect": PhaseTime(start="2026-11-25T21:00:03.000+00:00", duration_s=0.5),
+    }
+    tl = timeline(result)
+    bar = next(b for b in tl.bars if b.label == "ok")
+    scale = bar.width / 2.0
+    segs = {p.name: p for p in bar.phases}
+    assert list(segs) == ["clone", "task", "collect"]
+    assert abs(segs["task"].x - bar.x) < 0.01  # the script's phase starts where the bar does
+    assert abs(segs["clone"].x - (bar.x - 0.2 * scale)) < 0.01
+    assert abs(segs["collect"].width - 0.5 * scale) < 0.01
+    assert "collect 0.50s" in bar.title
+    page = render_html(result)
+    assert page.count('class="phase phase-') == 3
+    assert next(b for b in tl.bars if b.label == "bad").phases == []
