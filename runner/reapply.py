@@ -8,6 +8,7 @@ like a task that ran.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,12 +20,22 @@ from runner.core.results import RunResult, TaskStatus
 
 def tree_of(repo: Path, commit: str, path: str | None = None) -> str | None:
     """The tree id of a commit, or of a directory in it; None when there is none."""
+    found = _trees.get((repo, commit, path))
+    if found is not None:
+        return found  # a commit's trees never change: every task of a wave asks for one
     # `C:PATH^{tree}` would read `PATH^{tree}` as the path: a directory is checked by type.
     if path is not None and not git.is_dir_at(repo, commit, path):
         return None
     rev = f"{commit}:{path}" if path is not None else f"{commit}^{{tree}}"
     proc = git.git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", rev, check=False)
-    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+    tree = proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+    if tree is not None and _SHA.fullmatch(commit):  # a name (HEAD, a branch) can move
+        _trees[(repo, commit, path)] = tree
+    return tree
+
+
+_trees: dict[tuple[Path, str, str | None], str] = {}
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def candidates(runs_dir: Path, exclude: str) -> list[Candidate]:

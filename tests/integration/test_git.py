@@ -96,3 +96,17 @@ def test_make_clone_index_still_sees_a_same_size_change_made_at_once(tmp_path: P
     (dest / "a.txt").write_text("z\n")
     changed = git(dest, "-c", "safe.directory=*", "diff-files", "--name-only")
     assert changed.split() == ["a.txt"]
+
+
+def test_tree_of_remembers_commits_but_not_names_that_move(tmp_path: Path) -> None:
+    from runner.reapply import tree_of
+
+    repo = make_repo(tmp_path, {"a.txt": "a\n"})
+    first = git(repo, "rev-parse", "HEAD")
+    tree = tree_of(repo, first)
+    assert tree == git(repo, "rev-parse", "HEAD^{tree}")
+    (repo / "a.txt").write_text("b\n")
+    git(repo, "commit", "-qam", "b")
+    assert tree_of(repo, first) == tree  # a commit's tree never changes
+    assert tree_of(repo, "HEAD") == git(repo, "rev-parse", "HEAD^{tree}") != tree
+    assert tree_of(repo, "0" * 40) is None
