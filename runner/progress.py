@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.core.results import RunResult, TaskStatus
-from runner.core.runstate import BadEvent, Phase, RunState, TaskState, project
+from runner.core.runstate import BadEvent, Phase, Projector, RunState, TaskState
 from runner.report import unwrapped
 
 INTERVAL = 0.2  # seconds between reads of the journal
@@ -100,9 +100,13 @@ def changes(
 ) -> tuple[_Seen, list[Text]]:
     """Plain lines for what changed since `before` (None: the first look names every task);
     `last`, the event `run` was projected up to, names a task verified alone."""
-    seen = _Seen(
-        {t.id: shown_state(t, run) for t in run.tasks}, {w.index: w.verify for w in run.waves}
-    )
+    touched = _touched(run, last) if before is not None else None
+    if touched is None:  # the first look, or an event that may change any task
+        seen = _Seen({t.id: shown_state(t, run) for t in run.tasks}, {})
+    else:  # one event changes a few tasks: the rest are as seen (a run of 1,000 tasks)
+        seen = _Seen(dict(before.tasks) if before else {}, {})
+        seen.tasks.update((t.id, shown_state(t, run)) for t in touched)
+    seen.verify = {w.index: w.verify for w in run.waves}
     lines: list[Text] = []
     if before is None:
         lines.append(Text(f"run {run.run_id}: {len(run.tasks)} tasks in {len(run.waves)} waves"))
@@ -114,7 +118,7 @@ def changes(
             if alone := _verified_alone(last, w.index):
                 said = said.replace("verify", f"verify of {alone} alone", 1)
             lines.append(Text(f"wave {w.index}: {said}{log}"))
-    for t in sorted(run.tasks, key=lambda t: t.wave):
+    for t in sorted(run.tasks if touched is None else touched, key=lambda t: t.wave):
         state = seen.tasks[t.id]
         if before is not None and before.tasks.get(t.id) == state:
             continue
@@ -128,6 +132,24 @@ def changes(
     return seen, lines
 
 
+_WAVE_EVENTS = ("wave_started", "merged", "verify_started", "verify_ended", "wave_ended")
+
+
+def _touched(run: RunState, last: Mapping[str, Any] | None) -> list[TaskState] | None:
+    """The tasks whose shown state `last` can change; None: any task's."""
+    if last is None:
+        return None
+    if last.get("event") in _WAVE_EVENTS and isinstance(last.get("wave"), int):
+        return [t for t in run.tasks if t.wave == last["wave"]]  # a wave's verify: its tasks
+    task = last.get("task")
+    if not isinstance(task, str):
+        return None  # the run's start, end, a resume: any task
+    try:
+        return [run.task(task)]
+    except StopIteration:
+        return None
+
+
 def _verified_alone(last: Mapping[str, Any] | None, wave: int) -> str | None:
     """The task the last event verified alone in this wave, if it is such a verify."""
     if last is None or last.get("wave") != wave or not isinstance(last.get("task"), str):
@@ -136,32 +158,31 @@ def _verified_alone(last: Mapping[str, Any] | None, wave: int) -> str | None:
 
 
 class _Tail:
-    """The whole events of a journal that another thread appends to, read incrementally."""
+    """The events a journal gets from another thread, read incrementally (only the new)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self.partial = b""
-        self.events: list[dict[str, Any]] = []
 
-    def read(self) -> int:
-        """Read what was appended; returns how many new events."""
+    def read(self) -> list[dict[str, Any]]:
+        """The events appended since the last read."""
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self.offset)
                 data = fh.read()
         except OSError:
-            return 0  # not there yet
+            return []  # not there yet
         self.offset += len(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()  # a line being written: completed by a later read
-        before = len(self.events)
+        events = []
         for line in lines:
             with contextlib.suppress(ValueError):
                 event = json.loads(line)
                 if isinstance(event, dict):
-                    self.events.append(event)
-        return len(self.events) - before
+                    events.append(event)
+        return events
 
 
 class Progress:
@@ -171,6 +192,7 @@ class Progress:
         self.console = console
         self.live = interactive(console) if live is None else live
         self._tail = _Tail(journal)
+        self._projector = Projector()
         self._seen: _Seen | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -222,17 +244,17 @@ class Progress:
             except Exception:  # progress must never break a run
                 return
 
-    def _states(self, new: int) -> Iterator[tuple[RunState, dict[str, Any]]]:
-        events = self._tail.events
-        # Event by event, so a state that lasted less than one read is still shown.
-        ends = range(len(events) - new + 1, len(events) + 1)
-        if new > _STEP_EVENTS or self.live:
-            ends = range(len(events), len(events) + 1)
-        for end in ends:
+    def _states(self, new: list[dict[str, Any]]) -> Iterator[tuple[RunState, dict[str, Any]]]:
+        # Event by event, so a state that lasted less than one read is still shown; the state
+        # is the projector's own, changed by the next event: each is shown before that.
+        step = len(new) <= _STEP_EVENTS and not self.live
+        for n, event in enumerate(new, start=1):
             try:
-                yield project(events[:end]), events[end - 1]
+                state = self._projector.feed(event)
             except BadEvent:
-                continue  # not planned yet, or an event this runner cannot read
+                continue  # an event this runner cannot read
+            if state is not None and (step or n == len(new)):
+                yield state, event
 
     def _show(self, state: RunState, last: dict[str, Any]) -> None:
         self.state = state

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from runner.core.inputs import KeyParts, ReusedFrom, RunInputs
 from runner.core.usage import Usage
@@ -204,8 +205,12 @@ class RunResult(_Doc):
     """The run this one replays (`runner rerun`)."""
     state_dir: str = Field(description="Where logs, outputs and this document are kept")
 
+    _index: dict[str, int] = PrivateAttr(default_factory=dict)
+
     def task(self, task_id: str) -> TaskResult:
-        return next(t for t in self.tasks if t.id == task_id)
+        """The task by id (StopIteration: the run has none): by an index, a lookup per event."""
+        self._index = found_or_reindexed(self._index, self.tasks, task_id)
+        return self.tasks[self._index[task_id]]
 
     @property
     def exit_code(self) -> int:
@@ -217,3 +222,14 @@ class RunResult(_Doc):
         if self.isolation is not None and not self.isolation.unchanged:
             return 1
         return 0 if self.status is RunStatus.SUCCESS else 1
+
+
+def found_or_reindexed(index: dict[str, int], items: list[Any], key: str) -> dict[str, int]:
+    """`index` (id -> position in items) if it finds `key` where it says, else rebuilt;
+    StopIteration when items have no such id."""
+    at = index.get(key)
+    if at is None or at >= len(items) or items[at].id != key:
+        index = {item.id: n for n, item in enumerate(items)}
+        if key not in index:
+            raise StopIteration(key)
+    return index

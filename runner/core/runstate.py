@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, computed_field
 
-from runner.core.results import RunStatus, TaskStatus
+from runner.core.results import RunStatus, TaskStatus, found_or_reindexed
 
 EVENTS: dict[str, str] = {
     "planned": "the run is about to start: run_id, repo, plan, plan_hash, plan_copy (the "
@@ -147,8 +147,12 @@ class RunState(_State):
     events: int = 0
     """How many journal events this state was projected from."""
 
+    _index: dict[str, int] = PrivateAttr(default_factory=dict)
+
     def task(self, task_id: str) -> TaskState:
-        return next(t for t in self.tasks if t.id == task_id)
+        """The task by id (StopIteration: the run has none): by an index, a lookup per event."""
+        self._index = found_or_reindexed(self._index, self.tasks, task_id)
+        return self.tasks[self._index[task_id]]
 
     def wave(self, index: int) -> WaveState:
         return next(w for w in self.waves if w.index == index)
@@ -164,25 +168,39 @@ class BadEvent(ValueError):
 
 def project(events: Iterable[Mapping[str, Any]]) -> RunState:
     """The run's state after events (in journal order). Raises BadEvent."""
-    state: RunState | None = None
+    projector = Projector()
     for ev in events:
+        projector.feed(ev)
+    if projector.state is None:
+        raise BadEvent(None, "no `planned` event: the run stopped before it was planned")
+    return projector.state
+
+
+class Projector:
+    """The projection one event at a time, for a reader that follows a live journal: each
+    event costs the same however long the run, where projecting from the start each time
+    cost the whole journal per event (quadratic in the tasks)."""
+
+    def __init__(self) -> None:
+        self.state: RunState | None = None
+
+    def feed(self, ev: Mapping[str, Any]) -> RunState | None:
+        """Apply one event; the state after it (None: not planned yet). Raises BadEvent."""
         name = ev.get("event")
         try:
             if name == "planned":
-                state = _planned(ev)
-            elif state is None:
+                self.state = _planned(ev)
+            elif self.state is None:
                 raise BadEvent(ev.get("seq"), f"`{name}` before `planned`")
             elif name in _APPLY:
-                _APPLY[name](state, ev)
+                _APPLY[name](self.state, ev)
         except (KeyError, TypeError, ValueError, StopIteration) as exc:
             if isinstance(exc, BadEvent):
                 raise
             raise BadEvent(ev.get("seq"), f"`{name}`: {_why(exc)}") from None
-        if state is not None:
-            state.events += 1
-    if state is None:
-        raise BadEvent(None, "no `planned` event: the run stopped before it was planned")
-    return state
+        if self.state is not None:
+            self.state.events += 1
+        return self.state
 
 
 def _why(exc: Exception) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from runner.core import runstate
 from runner.core.results import RunResult, TaskResult, TaskStatus, VerifyRun, WaveResult
 from runner.core.runstate import project
 from runner.progress import Progress, changes, frame, interactive, shown_state
@@ -214,3 +215,39 @@ def test_a_plain_pipe_has_no_escape_codes(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("NO_COLOR", raising=False)
     out = _follow(tmp_path)
     assert "\x1b[" not in out and "wave 1 task db: merged (1.5s)" in out
+
+
+def test_following_a_long_run_costs_the_same_per_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 600 tasks, each queued, started, ended, fetched and judged: following the journal must
+    # not project it from the start for each event (it did: quadratic in the tasks).
+    n = 600
+    ids = [f"t{i}" for i in range(n)]
+    evs: list[dict[str, Any]] = [{
+        "event": "planned", "run_id": "r", "repo": "/r", "plan": "/p", "base": "HEAD",
+        "base_commit": "a" * 40, "integration_ref": "refs/heads/i", "state_dir": "/s",
+        "waves": [ids], "tasks": [{"id": t, "wave": 1} for t in ids],
+    }]  # fmt: skip
+    for t in ids:
+        evs += [
+            {"event": "task_queued", "task": t, "wave": 1, "start": "a" * 40},
+            {"event": "task_started", "task": t, "start": "a" * 40, "attempt": 1},
+            {"event": "task_ended", "task": t, "exit_code": 0, "duration_s": 0.1},
+            {"event": "fetched", "task": t, "ref": None, "commit": None, "files_changed": [],
+             "kept": None},
+            {"event": "judged", "task": t, "status": "no_changes", "reason": None},
+        ]  # fmt: skip
+    applied = []  # each event is applied once, not once per later event
+    judged = runstate._APPLY["judged"]
+    monkeypatch.setitem(runstate._APPLY, "judged", lambda s, e: (applied.append(1), judged(s, e)))
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    progress = Progress(console, Path("/nonexistent"), live=False)
+    seen_lines = 0
+    for ev in evs:  # as read one batch at a time
+        for state, last in progress._states([{"seq": 1, "time": T, **ev}]):
+            progress._show(state, last)
+            seen_lines += 1
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert out.count("no_changes") == n and out.count(": running") == n
+    assert seen_lines == len(evs)
+    assert progress.state is not None and progress.state.events == len(evs)
+    assert len(applied) == n
