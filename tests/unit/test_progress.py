@@ -236,9 +236,14 @@ def test_following_a_long_run_costs_the_same_per_event(monkeypatch: pytest.Monke
              "kept": None},
             {"event": "judged", "task": t, "status": "no_changes", "reason": None},
         ]  # fmt: skip
-    applied = []  # each event is applied once, not once per later event
+    applied: list[int] = []  # each event is applied once, not once per later event
     judged = runstate._APPLY["judged"]
-    monkeypatch.setitem(runstate._APPLY, "judged", lambda s, e: (applied.append(1), judged(s, e)))
+
+    def counted(state: Any, ev: Any) -> None:
+        applied.append(1)
+        judged(state, ev)
+
+    monkeypatch.setitem(runstate._APPLY, "judged", counted)
     console = Console(file=io.StringIO(), width=100, color_system=None)
     progress = Progress(console, Path("/nonexistent"), live=False)
     seen_lines = 0
