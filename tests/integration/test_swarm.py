@@ -306,17 +306,13 @@ def test_a_task_may_write_only_its_own_ref_in_the_depot(tmp_path: Path) -> None:
 # - a task reading other branches' or a sibling's commits from /objects (reset, mergebase): on
 #   Swarm a task gets only its start commit's history, so these attacks cannot be tried;
 # - NoNewPrivs (not settable before API 1.44: the image has no setuid file instead);
-# - network none's single interface: an internal overlay has one (eth0) with no route out;
-# - the disk guard (not on Swarm yet); a log flood's head (the log is read from the daemon's
-#   rotated file after the task, so a flood keeps its tail, not its head: not yet streamed).
+# - network none's single interface: an internal overlay has one (eth0) with no route out.
 SECURITY = ["test_collector.py", "test_history.py", "test_outputs.py", "test_escape.py",
             "test_resources.py"]  # fmt: skip
 NOT_ON_SWARM = [
     "test_reset_onto_another_branch_is_rejected",
     "test_no_privilege_can_be_gained",
     "test_network_none_has_no_route_out",
-    "test_disk_fill_is_stopped",
-    "test_log_flood_is_bounded",
 ]
 
 
@@ -332,3 +328,68 @@ def test_attack_cases_that_apply_hold_on_swarm(swarm: None) -> None:
     assert proc.returncode == 0, proc.stdout[-6000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert " passed" in last and "failed" not in last, last
+
+
+MiB = 1024**2
+
+
+def test_disk_writers_end_disk_limit_and_keep_their_work(
+    swarm: None, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """The container backend's disk test (test_disk.py) on Swarm: the guard is a service on the
+    task's node reading its volumes, no host path of the coordinator's is watched."""
+    from runner import names
+    from runner.coordinator import repo_key
+    from tests.integration.test_disk import BOUND, LIMIT, POLICY
+
+    repo = make_repo(tmp_path, {"README.md": "hello\n"})
+    (tmp_path / "disk.yaml").write_text(POLICY)
+    (tmp_path / "plan.yaml").write_text(DISK_PLAN)
+    result = run(repo, tmp_path / "plan.yaml", "swarm")
+    try:
+        assert result["exit_code"] == 1, result
+        tasks = {t["id"]: t for t in result["tasks"]}
+        for task_id in ("work", "out", "cache"):
+            task = tasks[task_id]
+            assert task["status"] == "disk_limit", task
+            assert "stopped for writing more than 64 MiB" in task["reason"]
+            assert task["ref"] == names.task_ref(result["run_id"], task_id)
+            assert git(repo, "show", f"{task['ref']}:early-{task_id}") == "early"
+        work_big = int(git(repo, "cat-file", "-s", f"{tasks['work']['ref']}:big"))
+        out_big = (Path(tasks["out"]["out_path"]) / "big").stat().st_size
+        volume = names.cache_volume(repo_key(repo), "task", "cache")
+        mountpoint = docker_client.volumes.get(volume).attrs["Mountpoint"]
+        cache_big = os.stat(Path(mountpoint) / "big").st_blocks * 512
+        for got in (work_big, out_big, cache_big):
+            assert LIMIT < got <= BOUND, f"{got / MiB:.0f} MiB written, bound {BOUND / MiB:.0f}"
+        assert tasks["small"]["status"] == "merged", tasks["small"]
+        assert swarm_leftovers(docker_client, result["run_id"]) == []
+    finally:
+        remove_caches(docker_client, repo)
+
+
+DISK_PLAN = """\
+policy: disk.yaml
+concurrency: 2
+tasks:
+  - id: work
+    scope: ["early-work", "big"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of=big bs=1M count=2048 2>/dev/null
+  - id: out
+    scope: ["early-out"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of="$RUNNER_OUT/big" bs=1M count=2048 2>/dev/null
+  - id: cache
+    scope: ["early-cache"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of=/cache/big bs=1M count=2048 2>/dev/null
+  - id: small
+    scope: ["small.txt"]
+    run: |
+      dd if=/dev/zero of=/cache/some bs=1M count=16 2>/dev/null
+      echo fine > small.txt
+"""
