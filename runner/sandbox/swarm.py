@@ -31,7 +31,7 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,10 +42,13 @@ import docker.errors
 import structlog
 
 from runner import git, names
+from runner.core.policy import AllowRule
+from runner.core.results import Denial
 from runner.core.secrets import Masker
 from runner.errors import GitError, InputError, SandboxError
+from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
-from runner.sandbox.base import Collected, Execution, SandboxBackend, SandboxSpec
+from runner.sandbox.base import Collected, Execution, Gateway, SandboxBackend, SandboxSpec
 from runner.sandbox.docker import _DOCKER_FAULTS, _call, _parse_metrics, connect, translated
 from runner.sandbox.logpump import LogPump
 from runner.sandbox.options import (
@@ -59,6 +62,7 @@ from runner.sandbox.options import (
     service_task_template,
     volume_mount,
 )
+from runner.sandbox.swarm_egress import SwarmEgress, task_address
 from runner.sandbox.swarm_guard import (
     GUARD_STOP_S,
     Follow,
@@ -116,9 +120,18 @@ class _Staged:
 
 
 class SwarmBackend(SandboxBackend):
-    def __init__(self, client: docker.DockerClient, collector_image: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        collector_image: str,
+        *,
+        proxy_image: str = PROXY_TAG,
+        egress_network: str | None = None,
+        egress_dns: Sequence[str] | None = None,
+    ) -> None:
         self.client = client
         self.collector_image = collector_image
+        self.egress = SwarmEgress(client, self._network, proxy_image, egress_network, egress_dns)
         timeout = getattr(client.api, "timeout", None)
         self.timeout: float | None = float(timeout) if timeout else None
         self._lock = threading.Lock()
@@ -141,11 +154,16 @@ class SwarmBackend(SandboxBackend):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls(connect(settings.docker_timeout), settings.collector_image)
+        return cls(
+            connect(settings.docker_timeout),
+            settings.collector_image,
+            egress_network=settings.egress_network,
+            egress_dns=settings.egress_dns,
+        )
 
     # -- before a run ----------------------------------------------------------------------
     def required_images(self, *, egress: bool) -> set[str]:
-        return {self.collector_image}
+        return {self.collector_image} | ({self.egress.image} if egress else set())
 
     def missing_images(self, names_: Iterable[str]) -> list[str]:
         # Of this node only: each node needs them too (`runner images build` there).
@@ -466,6 +484,7 @@ class SwarmBackend(SandboxBackend):
         newest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
         status: dict[str, Any] = dict(newest.get("Status") or {})
         status["NodeID"] = newest.get("NodeID")
+        status["NetworksAttachments"] = newest.get("NetworksAttachments") or []
         return status
 
     def _scale_to_zero(self, service_id: str) -> None:
@@ -535,8 +554,8 @@ class SwarmBackend(SandboxBackend):
             mounts.append(volume_mount(spec.cache_volume, CACHE, spec.cache_labels))
         else:
             env = {k: v for k, v in env.items() if k not in CACHE_ENV}
-        if spec.policy.network == "open" and spec.network:
-            networks = [spec.network]
+        if spec.policy.network in ("open", "allowlist") and spec.network:
+            networks = [spec.network]  # the run's open overlay, or its allowlist's (a proxy)
         else:  # an internal overlay network of its own: no route anywhere
             networks = [
                 self._network(
@@ -618,6 +637,8 @@ class SwarmBackend(SandboxBackend):
         for _, earlier, _ in follows:
             earlier.close()
         oom = self._oom_killed(container)
+        # The client address its proxy logs (allowlist tasks), from the swarm's task record.
+        address = task_address(status, spec.network) if spec.proxy and spec.network else None
         cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
         return Execution(
             exit_code=None if code is None and lost else (137 if code is None else int(code)),
@@ -631,6 +652,7 @@ class SwarmBackend(SandboxBackend):
             lost=lost,
             disk_exceeded=glog.exceeded,
             disk_added=glog.added if glog.final else None,
+            address=address,
         )
 
     def _oom_killed(self, container: str | None) -> bool:
@@ -882,6 +904,14 @@ class SwarmBackend(SandboxBackend):
                         n += 1
         return n
 
+    def gateway(self, run_id: str, allow: Sequence[AllowRule]) -> Gateway:
+        with translated(f"starting the egress proxy of run {run_id}", self.timeout):
+            return self.egress.gateway(run_id, allow)
+
+    def denials(self, gateway: Gateway, address: str, since: float, until: float) -> list[Denial]:
+        with translated(f"reading the log of egress proxy {gateway.container}", self.timeout):
+            return self.egress.denials(gateway, address, since, until)
+
     def create_network(self, run_id: str) -> str:
         # `open`: an overlay with a route out (through the node's docker_gwbridge).
         return self._network(run_id, "-", object_name("runner", run_id, "open"), internal=False)
@@ -922,6 +952,7 @@ class SwarmBackend(SandboxBackend):
                     continue
                 if self._remove_volume(v.name):
                     n += 1
+            self.egress.forget(run_id)
             with self._lock:
                 self._depots.pop(run_id, None)
                 for key in [k for k in self._staged if k[0] == run_id]:

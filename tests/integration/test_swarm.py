@@ -393,3 +393,95 @@ tasks:
       dd if=/dev/zero of=/cache/some bs=1M count=16 2>/dev/null
       echo fine > small.txt
 """
+
+
+EGRESS_PLAN = """\
+tasks:
+  - id: probe
+    scope: ["probe.json"]
+    policy: allow.yaml
+    timeout: 120
+    run: |
+      python3 - > probe.json <<'PY'
+      import json, urllib.error, urllib.request
+      def get(url):
+          try:
+              return urllib.request.urlopen(url, timeout=10).status
+          except urllib.error.HTTPError as e:
+              return e.code
+          except Exception as e:
+              return type(e).__name__
+      def direct(url):
+          opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+          try:
+              return opener.open(url, timeout=5).status
+          except Exception as e:
+              return type(e).__name__
+      print(json.dumps({"api": get("http://api.example.test:8080/"),
+                        "direct": direct("http://api.example.test:8080/"),
+                        "other": get("http://other.example.test:8080/"),
+                        "port": get("http://api.example.test:9090/")}))
+      PY
+"""
+
+
+@pytest.fixture
+def overlay_server(swarm: None, docker_client: docker.DockerClient) -> Iterator[str]:
+    """An attachable overlay of the test's own with its HTTP server (api.example.test and
+    other.example.test, ports 8080 and 9090): the only outside the run's proxy may reach."""
+    name = f"runner-test-swarm-egress-{time.time_ns()}"
+    net = docker_client.networks.create(name, driver="overlay", attachable=True)
+    web = None
+    try:
+        web = docker_client.containers.run(
+            "runner/sandbox:1",
+            ["sh", "-c", "python3 -m http.server 9090 & exec python3 -m http.server 8080"],
+            network=name, detach=True, labels={"runner-test": "swarm"},
+        )  # fmt: skip
+        net.disconnect(web)  # aliases are given on a connect
+        net.connect(web, aliases=["api.example.test", "other.example.test"])
+        yield name
+    finally:
+        if web is not None:
+            web.remove(force=True)
+        net.remove()
+
+
+def test_allowlist_through_a_proxy_service(
+    docker_client: docker.DockerClient, tmp_path: Path, overlay_server: str
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "hello"})
+    (tmp_path / "allow.yaml").write_text(
+        "network: allowlist\nallow:\n  - host: api.example.test\n    ports: [8080]\n"
+    )
+    (tmp_path / "plan.yaml").write_text(EGRESS_PLAN)
+    egress = {"RUNNER_EGRESS_NETWORK": overlay_server}
+    plan = str(tmp_path / "plan.yaml")
+    proc = runner_cli("run", plan, "--repo", str(repo), "--json", "--backend", "swarm", env=egress)
+    assert proc.stdout.strip().startswith("{"), proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    try:
+        task = result["tasks"][0]
+        assert task["status"] == "merged", (task, proc.stderr[-3000:])
+        probe = json.loads(git(repo, "show", f"{task['ref']}:probe.json"))
+        # The listed name and port answer through the proxy; without it the name does not
+        # even resolve (an internal overlay); another name and another port are refused by
+        # the proxy, and the refusals are in the result, as for containers.
+        assert probe == {"api": 200, "direct": "URLError", "other": 403, "port": 403}, probe
+        denied = {(d["host"], d["port"]) for d in task["denials"]}
+        assert denied == {("other.example.test", 8080), ("api.example.test", 9090)}, task
+        assert swarm_leftovers(docker_client, result["run_id"]) == []
+    finally:
+        remove_caches(docker_client, repo)
+    # A bridge (one daemon's network) cannot be a swarm proxy's way out: said in one line.
+    bridge = docker_client.networks.create(f"runner-test-bridge-{time.time_ns()}")
+    try:
+        proc = runner_cli("run", plan, "--repo", str(repo), "--json", "--backend", "swarm",
+                          env={"RUNNER_EGRESS_NETWORK": str(bridge.name)})  # fmt: skip
+        refused = json.loads(proc.stdout)
+        assert refused["status"] == "error", proc.stderr[-3000:]
+        assert "a swarm service can join only swarm-scoped ones" in refused["error"]
+        assert "Traceback" not in proc.stderr
+        assert swarm_leftovers(docker_client, refused["run_id"]) == []
+    finally:
+        bridge.remove()
