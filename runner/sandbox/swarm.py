@@ -616,7 +616,7 @@ class SwarmBackend(SandboxBackend):
                 follow.close()
             raise
         finally:
-            self._stop_guard(guard)
+            self._stop_guard(guard, spec.state)
         glog = guard.log
         container = (status.get("ContainerStatus") or {}).get("ContainerID")
         code = (status.get("ContainerStatus") or {}).get("ExitCode")
@@ -636,7 +636,7 @@ class SwarmBackend(SandboxBackend):
             follow.settle(lambda: True, quiet=0.5, bound=5)
         for _, earlier, _ in follows:
             earlier.close()
-        oom = self._oom_killed(container)
+        oom = glog.oom or self._oom_killed(container)
         # The client address its proxy logs (allowlist tasks), from the swarm's task record.
         address = task_address(status, spec.network) if spec.proxy and spec.network else None
         cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
@@ -656,8 +656,8 @@ class SwarmBackend(SandboxBackend):
         )
 
     def _oom_killed(self, container: str | None) -> bool:
-        """Swarm's task status does not say OOM: the container's state does, when it is on
-        this node (elsewhere: unknown, reported as a plain exit 137)."""
+        """Swarm's task status does not say OOM: the container's state does, read here when
+        it is on this node (the task's guard reads it on any node: GuardLog.oom)."""
         if not container:
             return False
         try:
@@ -704,14 +704,16 @@ class SwarmBackend(SandboxBackend):
         said = "; ".join(glog.errors[-3:]) or why or "no base within {GUARD_BASE_S} s"
         raise SandboxError(f"the disk guard of {spec.role} {spec.task_id} did not start: {said}")
 
-    def _stop_guard(self, guard: Guard) -> None:
-        """SIGTERM: its last look (a writer that ended between two looks), then `final`."""
+    def _stop_guard(self, guard: Guard, state: Path) -> None:
+        """SIGTERM: the task's OOM as its node saw it, its last look (a writer that ended
+        between two looks), then `final`; what it said goes to state/guard.log."""
         with contextlib.suppress(*_DOCKER_FAULTS):  # gone already: what it said stands
             self._scale_to_zero(guard.service)
         if not guard.log.wait(lambda g: g.final, GUARD_STOP_S + 10):
             log.warning("the disk guard gave no last look", service=guard.service,
                         said=guard.log.errors[-3:])  # fmt: skip
         guard.follow.close()
+        (state / "guard.log").write_text("".join(f"{line}\n" for line in guard.log.lines))
 
     def _provision(self, spec: SandboxSpec, staged: _Staged) -> str:
         work, out, shared = self._volumes(spec)

@@ -145,6 +145,10 @@ class GuardLog:
     added: int | None = None
     peak: int | None = None
     final: bool = False
+    oom: bool = False
+    """The task's container was killed by its memory limit (read on its node)."""
+    lines: list[str] = field(default_factory=list)
+    """All it said (kept in the sandbox's state directory as guard.log)."""
     errors: list[str] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -160,12 +164,15 @@ class GuardLog:
         numbers = [int(n) for n in rest.split() if n.lstrip("-").isdigit()]
         kill, killed = False, -1
         with self.changed:
+            self.lines.append(line[:500])
             if word == "base" and numbers:
                 self.base = numbers[0]
             elif word == "exceeded" and numbers:
                 kill = not self.exceeded
                 self.exceeded, self.added = True, numbers[0]
                 killed = numbers[1] if len(numbers) > 1 else killed
+            elif word == "oom" and numbers:
+                self.oom = bool(numbers[0])
             elif word == "final" and len(numbers) == 2:
                 self.added, self.peak, self.final = numbers[0], numbers[1], True
             elif line:

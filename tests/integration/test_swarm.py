@@ -485,3 +485,30 @@ def test_allowlist_through_a_proxy_service(
         assert swarm_leftovers(docker_client, refused["run_id"]) == []
     finally:
         bridge.remove()
+
+
+def test_oom_is_read_on_the_task_node(
+    swarm: None, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """The swarm's task status does not say OOM; the task's guard reads it from its node's
+    daemon (so it holds on any node, not only the coordinator's), as guard.log shows."""
+    repo = make_repo(tmp_path, {"README.md": "hello"})
+    (tmp_path / "small.yaml").write_text("memory: 64m\n")
+    (tmp_path / "plan.yaml").write_text(
+        "tasks:\n  - id: hog\n    scope: ['x']\n    policy: small.yaml\n"
+        "    run: python3 -c 'b = bytearray(1 << 30); print(len(b))'\n"
+        "  - id: fine\n    scope: ['y']\n    run: echo y > y\n"
+    )
+    result = run(repo, tmp_path / "plan.yaml", "swarm")
+    try:
+        tasks = {t["id"]: t for t in result["tasks"]}
+        assert tasks["hog"]["status"] == "oom", tasks["hog"]
+        assert "killed by the memory limit (64 MiB)" in tasks["hog"]["reason"]
+        assert tasks["fine"]["status"] == "merged", tasks["fine"]
+        state = Path(tasks["hog"]["log_path"]).parent
+        assert "oom 1" in (state / "guard.log").read_text().splitlines()
+        fine = Path(tasks["fine"]["log_path"]).parent / "guard.log"
+        assert "oom 0" in fine.read_text().splitlines()
+        assert swarm_leftovers(docker_client, result["run_id"]) == []
+    finally:
+        remove_caches(docker_client, repo)

@@ -34,8 +34,11 @@ def test_reports_parse_and_exceeded_kills_once() -> None:
     assert (g.base, g.exceeded, g.added, g.final) == (1234, True, 120, False)
     assert kills == [1]  # once, with what the guard killed itself
     assert g.errors == ["Traceback (most recent)"]
+    assert not g.oom
+    g.line("oom 1")
     g.line("final 130 140")
-    assert (g.added, g.peak, g.final) == (130, 140, True)
+    assert (g.added, g.peak, g.final, g.oom) == (130, 140, True, True)
+    assert g.lines[-2:] == ["oom 1", "final 130 140"]
     assert g.wait(lambda x: x.final, 0)
 
 

@@ -5,9 +5,11 @@
 # follows (and then stops the task's service too):
 #   base BYTES            what was there when it started (does not count)
 #   exceeded ADDED N      over the limit; N containers killed (-1: the kill failed)
-#   final ADDED PEAK      after SIGTERM (the task ended): a last look
+#   oom 0|1               after SIGTERM (the task ended): whether its memory limit killed it
+#   final ADDED PEAK      then a last look
 # Standalone (the collector image has python3 and nothing of the runner's);
 # tests/unit/test_swarm_guard.py checks its walk against runner.sandbox.disk.usage.
+import contextlib
 import http.client
 import json
 import os
@@ -66,19 +68,56 @@ class _Docker(http.client.HTTPConnection):
         self.sock.connect(os.environ.get("RUNNER_GUARD_SOCKET", "/var/run/docker.sock"))
 
 
+def _containers(conn: http.client.HTTPConnection, service: str) -> list[str]:
+    label = json.dumps({"label": [f"com.docker.swarm.service.name={service}"]})
+    query = urllib.parse.urlencode({"filters": label, "all": "1"})
+    conn.request("GET", f"/containers/json?{query}")
+    return [str(c["Id"]) for c in json.loads(conn.getresponse().read())]
+
+
+def oom_killed(service: str) -> bool:
+    """Did the memory limit kill the task's container? The swarm's task status does not say;
+    its node's daemon does (the coordinator's daemon knows only its own node's containers)."""
+    conn = _Docker("localhost", timeout=30)
+    found = False
+    for container in _containers(conn, service):
+        conn.request("GET", f"/containers/{container}/json")
+        state = json.loads(conn.getresponse().read()).get("State") or {}
+        found = found or bool(state.get("OOMKilled"))
+    conn.close()
+    return found
+
+
+def watch_oom(service: str, seen: threading.Event) -> None:
+    """Subscribes (before the task starts) to the daemon's `oom` events of the task's
+    container; a thread sets `seen` on one. The container's OOMKilled flag alone was seen
+    false right after an OOM exit (the daemon handles the OOM and the exit events apart)."""
+    flt = {"type": ["container"], "event": ["oom"]}
+    flt["label"] = [f"com.docker.swarm.service.name={service}"]
+    conn = _Docker("localhost", timeout=None)
+    conn.request("GET", "/events?" + urllib.parse.urlencode({"filters": json.dumps(flt)}))
+    response = conn.getresponse()
+
+    def read() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while response.readline():
+                seen.set()
+
+    threading.Thread(target=read, daemon=True).start()
+
+
 def kill_task(service: str) -> int:
     """SIGKILL the task's container(s) on this node, as the container backend's guard does:
     at once, not through the swarm's orchestrator (seconds, during which a writer goes on)."""
     conn = _Docker("localhost", timeout=30)
-    label = json.dumps({"label": [f"com.docker.swarm.service.name={service}"]})
-    query = urllib.parse.urlencode({"filters": label})
-    conn.request("GET", f"/containers/json?{query}")
-    found = json.loads(conn.getresponse().read())
-    for container in found:
-        conn.request("POST", f"/containers/{container['Id']}/kill?signal=KILL")
-        conn.getresponse().read()
+    killed = 0
+    for container in _containers(conn, service):
+        conn.request("POST", f"/containers/{container}/kill?signal=KILL")
+        response = conn.getresponse()
+        response.read()
+        killed += response.status == 204  # 409: not running (it ended as we looked)
     conn.close()
-    return len(found)
+    return killed
 
 
 def say(line: str) -> None:
@@ -91,8 +130,10 @@ def main() -> None:
     interval = float(os.environ.get("RUNNER_GUARD_INTERVAL", "0.05"))
     cpu_share = 0.1
     paths = os.environ["RUNNER_GUARD_PATHS"].split(":")
-    stop = threading.Event()
+    stop, oom = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = os.environ["RUNNER_GUARD_SERVICE"]
+    watch_oom(service, oom)
     grown_from = fs_used(paths)
     started = time.monotonic()
     base = usage(paths)
@@ -116,7 +157,7 @@ def main() -> None:
         if added > limit:
             exceeded = True
             try:
-                killed = kill_task(os.environ["RUNNER_GUARD_SERVICE"])
+                killed = kill_task(service)
             except (OSError, ValueError, KeyError) as exc:
                 killed = -1
                 say(f"error could not kill the task: {exc!r}")
@@ -128,6 +169,10 @@ def main() -> None:
     peak = max(peak, added)
     if added > limit and not exceeded:
         say(f"exceeded {added} 0")  # it ended between two looks: nothing left to kill
+    try:
+        say(f"oom {int(oom.is_set() or oom_killed(service))}")
+    except (OSError, ValueError) as exc:
+        say(f"error could not read the task's end: {exc!r}")
     say(f"final {added} {peak}")
 
 
