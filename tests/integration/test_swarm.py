@@ -512,3 +512,75 @@ def test_oom_is_read_on_the_task_node(
         assert swarm_leftovers(docker_client, result["run_id"]) == []
     finally:
         remove_caches(docker_client, repo)
+
+
+RESUME_PLAN = """\
+concurrency: 2
+tasks:
+  - id: fast
+    scope: ["f/**"]
+    run: mkdir f && echo one > f/x.txt
+  - id: slow
+    scope: ["s/**"]
+    run: |
+      if [ ! -e /cache/begun ]; then touch /cache/begun; mkdir s; echo part > s/p; sleep 300; fi
+      mkdir -p s && echo done > s/x.txt
+"""
+
+
+def test_resume_finishes_a_killed_swarm_run(
+    swarm: None, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """SIGKILL the runner while one task is judged ready and one runs on the swarm; `runner
+    resume` (a new process: nothing of the old one's memory) keeps the ready one (collected
+    from the depot, not run again), runs the cut one again, merges both, and leaves nothing of
+    the run on the swarm. (The cut attempt's partial work is not kept on Swarm: README.)"""
+    from runner.journal import read_journal
+
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(RESUME_PLAN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json",
+         "--backend", "swarm"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        runs = repo / ".git" / "runner" / "runs"
+        flt = {"label": [f"{labels.ROLE}=task", f"{labels.TASK}=slow"]}
+        ready = running = False
+        deadline = time.monotonic() + 240
+        while not (ready and running) and time.monotonic() < deadline and proc.poll() is None:
+            journals = list(runs.glob("*/journal.jsonl")) if runs.is_dir() else []
+            events = read_journal(journals[0]).events if journals else []
+            ready = any(e["event"] == "judged" and e["task"] == "fast" for e in events)
+            running = any(
+                t["Status"]["State"] == "running"
+                for s in docker_client.services.list(filters=flt)
+                for t in docker_client.api.tasks(filters={"service": s.id})  # type: ignore[no-untyped-call]
+            )
+            time.sleep(0.2)
+        assert ready and running, proc.communicate()[1][-3000:] if proc.poll() is not None else ""
+        time.sleep(2)  # inside its sleep: its partial file written
+        proc.kill()
+        proc.communicate(timeout=30)
+        run_id = journals[0].parent.name
+
+        done = runner_cli("resume", run_id, "--repo", str(repo), "--json",
+                          env={"RUNNER_BACKEND": "swarm"})  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout)
+        tasks = {t["id"]: t for t in result["tasks"]}
+        assert {t["status"] for t in tasks.values()} == {"merged"}, tasks
+        assert tasks["fast"]["attempts"] == 1 and tasks["slow"]["attempts"] == 2
+        assert any("cut short" in n for n in tasks["slow"]["notes"])
+        events = read_journal(journals[0]).events
+        starts = [e["task"] for e in events if e["event"] == "task_started"]
+        assert starts.count("fast") == 1 and starts.count("slow") == 2
+        integrated = result["integration_ref"]
+        assert git(repo, "show", f"{integrated}:f/x.txt") == "one"
+        assert git(repo, "show", f"{integrated}:s/x.txt") == "done"
+        assert swarm_leftovers(docker_client, run_id) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        remove_caches(docker_client, repo)
