@@ -701,7 +701,7 @@ class SwarmBackend(SandboxBackend):
             why = str(status.get("Err") or "")
             if not why.startswith(NOT_STARTED):  # else: made again, as any step (_step)
                 break
-        said = "; ".join(glog.errors[-3:]) or why or "no base within {GUARD_BASE_S} s"
+        said = "; ".join(glog.errors[-3:]) or why or f"no base within {GUARD_BASE_S} s"
         raise SandboxError(f"the disk guard of {spec.role} {spec.task_id} did not start: {said}")
 
     def _stop_guard(self, guard: Guard, state: Path) -> None:
