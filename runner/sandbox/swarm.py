@@ -31,7 +31,7 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,10 +42,13 @@ import docker.errors
 import structlog
 
 from runner import git, names
+from runner.core.policy import AllowRule
+from runner.core.results import Denial
 from runner.core.secrets import Masker
 from runner.errors import GitError, InputError, SandboxError
+from runner.images import PROXY_TAG
 from runner.sandbox import labels as L
-from runner.sandbox.base import Collected, Execution, SandboxBackend, SandboxSpec
+from runner.sandbox.base import Collected, Execution, Gateway, SandboxBackend, SandboxSpec
 from runner.sandbox.docker import _DOCKER_FAULTS, _call, _parse_metrics, connect, translated
 from runner.sandbox.logpump import LogPump
 from runner.sandbox.options import (
@@ -58,6 +61,15 @@ from runner.sandbox.options import (
     environment,
     service_task_template,
     volume_mount,
+)
+from runner.sandbox.swarm_egress import SwarmEgress, task_address
+from runner.sandbox.swarm_guard import (
+    GUARD_STOP_S,
+    Follow,
+    Guard,
+    GuardLog,
+    after,
+    guard_template,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +86,10 @@ NOT_STARTED = "starting container failed"
 """A task's Err when its container never started (so its script never ran)."""
 STAGED = "swarm-staged.json"
 """In a sandbox's state dir: its depot repo and its node (collection after a restart)."""
+REREAD_LINES = 64
+"""Lines of a task's log read again after it ended, when its follower lost its place."""
+GUARD_BASE_S = 300
+"""How long a disk guard may take to start and measure what is there before the task."""
 MAX_NAME = 63
 """Service names are DNS labels."""
 
@@ -104,9 +120,18 @@ class _Staged:
 
 
 class SwarmBackend(SandboxBackend):
-    def __init__(self, client: docker.DockerClient, collector_image: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        collector_image: str,
+        *,
+        proxy_image: str = PROXY_TAG,
+        egress_network: str | None = None,
+        egress_dns: Sequence[str] | None = None,
+    ) -> None:
         self.client = client
         self.collector_image = collector_image
+        self.egress = SwarmEgress(client, self._network, proxy_image, egress_network, egress_dns)
         timeout = getattr(client.api, "timeout", None)
         self.timeout: float | None = float(timeout) if timeout else None
         self._lock = threading.Lock()
@@ -129,11 +154,16 @@ class SwarmBackend(SandboxBackend):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls(connect(settings.docker_timeout), settings.collector_image)
+        return cls(
+            connect(settings.docker_timeout),
+            settings.collector_image,
+            egress_network=settings.egress_network,
+            egress_dns=settings.egress_dns,
+        )
 
     # -- before a run ----------------------------------------------------------------------
     def required_images(self, *, egress: bool) -> set[str]:
-        return {self.collector_image}
+        return {self.collector_image} | ({self.egress.image} if egress else set())
 
     def missing_images(self, names_: Iterable[str]) -> list[str]:
         # Of this node only: each node needs them too (`runner images build` there).
@@ -381,10 +411,12 @@ class SwarmBackend(SandboxBackend):
         step: str,
         template: dict[str, Any],
         timeout: float,
+        on_created: Callable[[str], object] | None = None,
     ) -> tuple[dict[str, Any], bool, str]:
-        """Run one one-shot service to its end: (its task's status, timed out, its name)."""
+        """Run one one-shot service to its end: (its task's status, timed out, its name).
+        `on_created` gets the id of each service made (one per try), before it is waited on."""
         for attempt in range(1, START_TRIES + 1):
-            status, timed_out, name = self._step_once(spec, step, template, timeout)
+            status, timed_out, name = self._step_once(spec, step, template, timeout, on_created)
             # Seen here under load (20.10): "starting container failed: unable to remount dir
             # as readonly: mount tmpfs .../mounts/secrets ... device or resource busy". The
             # container never started, so its script never ran: made again, bounded.
@@ -401,6 +433,7 @@ class SwarmBackend(SandboxBackend):
         step: str,
         template: dict[str, Any],
         timeout: float,
+        on_created: Callable[[str], object] | None = None,
     ) -> tuple[dict[str, Any], bool, str]:
         name = object_name("runner", spec.run_id, step, spec.task_id)
         labels = L.labels_for(spec.run_id, spec.task_id, step)
@@ -410,11 +443,19 @@ class SwarmBackend(SandboxBackend):
                 self._gone(name)
             made = _call(self.client.api.create_service, template, name=name, labels=labels)
         service_id = made["ID"]
+        if on_created is not None:
+            on_created(service_id)
         deadline = time.monotonic() + timeout
         timed_out = False
+        last: dict[str, Any] = {}
         while True:
             with translated(f"watching service {name}", self.timeout):
                 status = self._task_status(service_id)
+            if not status and last:
+                # Scaled to zero (a timeout, an interrupt), the swarm may delete its task's
+                # record before a look sees it end (seen here): it ended, as last seen.
+                status = last | {"State": "remove"}
+            last = status
             state = status.get("State", "")
             if state in ENDED:
                 break
@@ -443,6 +484,7 @@ class SwarmBackend(SandboxBackend):
         newest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
         status: dict[str, Any] = dict(newest.get("Status") or {})
         status["NodeID"] = newest.get("NodeID")
+        status["NetworksAttachments"] = newest.get("NetworksAttachments") or []
         return status
 
     def _scale_to_zero(self, service_id: str) -> None:
@@ -459,9 +501,14 @@ class SwarmBackend(SandboxBackend):
             mode=spec["Mode"],
         )
 
-    def _logs(self, service: str) -> Iterator[bytes]:
+    def _logs(self, service: str, tail: int | None = None) -> Iterator[bytes]:
         chunks = _call(
-            self.client.api.service_logs, service, stdout=True, stderr=True, follow=False
+            self.client.api.service_logs,
+            service,
+            stdout=True,
+            stderr=True,
+            follow=False,
+            tail=tail if tail is not None else "all",
         )
         yield from chunks
 
@@ -507,8 +554,8 @@ class SwarmBackend(SandboxBackend):
             mounts.append(volume_mount(spec.cache_volume, CACHE, spec.cache_labels))
         else:
             env = {k: v for k, v in env.items() if k not in CACHE_ENV}
-        if spec.policy.network == "open" and spec.network:
-            networks = [spec.network]
+        if spec.policy.network in ("open", "allowlist") and spec.network:
+            networks = [spec.network]  # the run's open overlay, or its allowlist's (a proxy)
         else:  # an internal overlay network of its own: no route anywhere
             networks = [
                 self._network(
@@ -532,22 +579,66 @@ class SwarmBackend(SandboxBackend):
             node=node,
             env=env,
         )
-        started = time.monotonic()
-        status, timed_out, service = self._step(spec, spec.role, template, spec.timeout)
-        duration = time.monotonic() - started
         log_path = spec.state / f"{spec.role}.log"
-        masker = Masker.from_env(spec.env) if spec.env else None
-        pump = LogPump(log_path, spec.policy.max_log, masker=masker)
-        with contextlib.suppress(*_DOCKER_FAULTS):  # the log ends where the daemon stops
-            pump.run(self._logs(service))
+        follows: list[tuple[str, Follow, LogPump]] = []  # one per try of the task service
+
+        def created(service_id: str) -> None:
+            # Followed live from its creation, as a container's attach stream: a flood keeps
+            # its head. A new masker each try (it carries a partial match between chunks).
+            masker = Masker.from_env(spec.env) if spec.env else None
+            pump = LogPump(log_path, spec.policy.max_log, masker=masker)
+
+            def rest(seen: bytes) -> list[bytes]:
+                if pump.metrics:  # wrap.sh's last line came: the stream was whole
+                    return []
+                with contextlib.suppress(*_DOCKER_FAULTS):  # gone: the log ends here
+                    tail = b"".join(self._logs(service_id, tail=REREAD_LINES))
+                    return [after(seen, tail)]
+                return []
+
+            follow = Follow(self.client.api, service_id, pump.run, rest)
+            follows.append((service_id, follow, pump))
+            follow.start()
+
+        def stop(killed: int) -> None:
+            if killed < 1:  # the guard could not kill it on its node: the swarm stops it
+                self._scale_to_zero(follows[-1][0])
+
+        guard = self._start_guard(spec, template, stop)
+        try:
+            started = time.monotonic()
+            status, timed_out, service = self._step(
+                spec, spec.role, template, spec.timeout, created
+            )
+            duration = time.monotonic() - started
+        except BaseException:
+            for _, follow, _ in follows:
+                follow.close()
+            raise
+        finally:
+            self._stop_guard(guard, spec.state)
+        glog = guard.log
         container = (status.get("ContainerStatus") or {}).get("ContainerID")
         code = (status.get("ContainerStatus") or {}).get("ExitCode")
         state = status.get("State")
         lost = None
-        ours = timed_out or spec.run_id in self._killed_runs
+        ours = timed_out or glog.exceeded or spec.run_id in self._killed_runs
         if state not in ("complete", "failed") and not ours:
             lost = f"its service {service} ended {state}: {status.get('Err') or 'no reason'}"
-        oom = self._oom_killed(container)
+        _, follow, pump = follows[-1]
+        if state in ("complete", "failed") and code is not None and code < 128 and not ours:
+            # wrap.sh's metrics line is its last: once it came, what is left is a burst. A
+            # follower quiet for a second without it lost its place (rotation): see rest().
+            follow.settle(
+                lambda: bool(pump.metrics) or follow.quiet_for() >= 1, quiet=0.2, bound=15
+            )
+        else:  # killed: no metrics line is coming
+            follow.settle(lambda: True, quiet=0.5, bound=5)
+        for _, earlier, _ in follows:
+            earlier.close()
+        oom = glog.oom or self._oom_killed(container)
+        # The client address its proxy logs (allowlist tasks), from the swarm's task record.
+        address = task_address(status, spec.network) if spec.proxy and spec.network else None
         cpu, mem, source = _parse_metrics(pump.metrics[-1] if pump.metrics else b"")
         return Execution(
             exit_code=None if code is None and lost else (137 if code is None else int(code)),
@@ -559,11 +650,14 @@ class SwarmBackend(SandboxBackend):
             peak_memory_bytes=mem,
             metrics_source=source,
             lost=lost,
+            disk_exceeded=glog.exceeded,
+            disk_added=glog.added if glog.final else None,
+            address=address,
         )
 
     def _oom_killed(self, container: str | None) -> bool:
-        """Swarm's task status does not say OOM: the container's state does, when it is on
-        this node (elsewhere: unknown, reported as a plain exit 137)."""
+        """Swarm's task status does not say OOM: the container's state does, read here when
+        it is on this node (the task's guard reads it on any node: GuardLog.oom)."""
         if not container:
             return False
         try:
@@ -571,6 +665,55 @@ class SwarmBackend(SandboxBackend):
         except (docker.errors.NotFound, docker.errors.APIError):
             return False
         return bool((attrs.get("State") or {}).get("OOMKilled"))
+
+    def _start_guard(
+        self, spec: SandboxSpec, task: dict[str, Any], kill: Callable[[int], None]
+    ) -> Guard:
+        """The task's disk guard on its node, once it has measured the base (docs/scale-out.md)."""
+        role = f"guard-{spec.role}"
+        name = object_name("runner", spec.run_id, role, spec.task_id)
+        labels = L.labels_for(spec.run_id, spec.task_id, role)
+        template = guard_template(
+            task,
+            service=object_name("runner", spec.run_id, spec.role, spec.task_id),
+            image=self.collector_image,
+            network=object_name("runner", spec.run_id, "depot"),
+            disk=spec.policy.disk,
+            script=self._config(spec, "disk_guard.py", _script("disk_guard.py")),
+            labels=labels,
+        )
+        for _ in range(START_TRIES):
+            with contextlib.suppress(docker.errors.NotFound):  # an earlier try's
+                _call(self.client.api.remove_service, name)
+                self._gone(name)
+            made = _call(self.client.api.create_service, template, name=name, labels=labels)
+            glog = GuardLog(kill)
+            guard = Guard(made["ID"], glog, Follow(self.client.api, made["ID"], glog.run).start())
+            deadline = time.monotonic() + GUARD_BASE_S
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                if glog.wait(lambda g: g.base is not None, POLL_S * 4):
+                    return guard
+                status = self._task_status(made["ID"])
+                if status.get("State") in ENDED:
+                    break
+            guard.follow.close()
+            why = str(status.get("Err") or "")
+            if not why.startswith(NOT_STARTED):  # else: made again, as any step (_step)
+                break
+        said = "; ".join(glog.errors[-3:]) or why or f"no base within {GUARD_BASE_S} s"
+        raise SandboxError(f"the disk guard of {spec.role} {spec.task_id} did not start: {said}")
+
+    def _stop_guard(self, guard: Guard, state: Path) -> None:
+        """SIGTERM: the task's OOM as its node saw it, its last look (a writer that ended
+        between two looks), then `final`; what it said goes to state/guard.log."""
+        with contextlib.suppress(*_DOCKER_FAULTS):  # gone already: what it said stands
+            self._scale_to_zero(guard.service)
+        if not guard.log.wait(lambda g: g.final, GUARD_STOP_S + 10):
+            log.warning("the disk guard gave no last look", service=guard.service,
+                        said=guard.log.errors[-3:])  # fmt: skip
+        guard.follow.close()
+        (state / "guard.log").write_text("".join(f"{line}\n" for line in guard.log.lines))
 
     def _provision(self, spec: SandboxSpec, staged: _Staged) -> str:
         work, out, shared = self._volumes(spec)
@@ -727,9 +870,9 @@ class SwarmBackend(SandboxBackend):
     def destroy(self, spec: SandboxSpec) -> None:
         with translated(f"removing the services of {spec.role} {spec.task_id}", self.timeout):
             if spec.role in ("task", "collect"):
-                steps = {"task", "collect", "provision-task"}
+                steps = {"task", "collect", "provision-task", "guard-task"}
             else:
-                steps = {str(spec.role), f"provision-{spec.role}"}
+                steps = {str(spec.role), f"provision-{spec.role}", f"guard-{spec.role}"}
             found = self._services([f"{L.RUN}={spec.run_id}", f"{L.TASK}={spec.task_id}"])
             ours = [s for s in found if s["Spec"]["Labels"].get(L.ROLE) in steps]
             for s in ours:
@@ -762,6 +905,14 @@ class SwarmBackend(SandboxBackend):
                         self._scale_to_zero(s["ID"])
                         n += 1
         return n
+
+    def gateway(self, run_id: str, allow: Sequence[AllowRule]) -> Gateway:
+        with translated(f"starting the egress proxy of run {run_id}", self.timeout):
+            return self.egress.gateway(run_id, allow)
+
+    def denials(self, gateway: Gateway, address: str, since: float, until: float) -> list[Denial]:
+        with translated(f"reading the log of egress proxy {gateway.container}", self.timeout):
+            return self.egress.denials(gateway, address, since, until)
 
     def create_network(self, run_id: str) -> str:
         # `open`: an overlay with a route out (through the node's docker_gwbridge).
@@ -803,6 +954,7 @@ class SwarmBackend(SandboxBackend):
                     continue
                 if self._remove_volume(v.name):
                     n += 1
+            self.egress.forget(run_id)
             with self._lock:
                 self._depots.pop(run_id, None)
                 for key in [k for k in self._staged if k[0] == run_id]:

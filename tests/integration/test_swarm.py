@@ -306,17 +306,13 @@ def test_a_task_may_write_only_its_own_ref_in_the_depot(tmp_path: Path) -> None:
 # - a task reading other branches' or a sibling's commits from /objects (reset, mergebase): on
 #   Swarm a task gets only its start commit's history, so these attacks cannot be tried;
 # - NoNewPrivs (not settable before API 1.44: the image has no setuid file instead);
-# - network none's single interface: an internal overlay has one (eth0) with no route out;
-# - the disk guard (not on Swarm yet); a log flood's head (the log is read from the daemon's
-#   rotated file after the task, so a flood keeps its tail, not its head: not yet streamed).
+# - network none's single interface: an internal overlay has one (eth0) with no route out.
 SECURITY = ["test_collector.py", "test_history.py", "test_outputs.py", "test_escape.py",
             "test_resources.py"]  # fmt: skip
 NOT_ON_SWARM = [
     "test_reset_onto_another_branch_is_rejected",
     "test_no_privilege_can_be_gained",
     "test_network_none_has_no_route_out",
-    "test_disk_fill_is_stopped",
-    "test_log_flood_is_bounded",
 ]
 
 
@@ -332,3 +328,259 @@ def test_attack_cases_that_apply_hold_on_swarm(swarm: None) -> None:
     assert proc.returncode == 0, proc.stdout[-6000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert " passed" in last and "failed" not in last, last
+
+
+MiB = 1024**2
+
+
+def test_disk_writers_end_disk_limit_and_keep_their_work(
+    swarm: None, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """The container backend's disk test (test_disk.py) on Swarm: the guard is a service on the
+    task's node reading its volumes, no host path of the coordinator's is watched."""
+    from runner import names
+    from runner.coordinator import repo_key
+    from tests.integration.test_disk import BOUND, LIMIT, POLICY
+
+    repo = make_repo(tmp_path, {"README.md": "hello\n"})
+    (tmp_path / "disk.yaml").write_text(POLICY)
+    (tmp_path / "plan.yaml").write_text(DISK_PLAN)
+    result = run(repo, tmp_path / "plan.yaml", "swarm")
+    try:
+        assert result["exit_code"] == 1, result
+        tasks = {t["id"]: t for t in result["tasks"]}
+        for task_id in ("work", "out", "cache"):
+            task = tasks[task_id]
+            assert task["status"] == "disk_limit", task
+            assert "stopped for writing more than 64 MiB" in task["reason"]
+            assert task["ref"] == names.task_ref(result["run_id"], task_id)
+            assert git(repo, "show", f"{task['ref']}:early-{task_id}") == "early"
+        work_big = int(git(repo, "cat-file", "-s", f"{tasks['work']['ref']}:big"))
+        out_big = (Path(tasks["out"]["out_path"]) / "big").stat().st_size
+        volume = names.cache_volume(repo_key(repo), "task", "cache")
+        mountpoint = docker_client.volumes.get(volume).attrs["Mountpoint"]
+        cache_big = os.stat(Path(mountpoint) / "big").st_blocks * 512
+        for got in (work_big, out_big, cache_big):
+            assert LIMIT < got <= BOUND, f"{got / MiB:.0f} MiB written, bound {BOUND / MiB:.0f}"
+        assert tasks["small"]["status"] == "merged", tasks["small"]
+        assert swarm_leftovers(docker_client, result["run_id"]) == []
+    finally:
+        remove_caches(docker_client, repo)
+
+
+DISK_PLAN = """\
+policy: disk.yaml
+concurrency: 2
+tasks:
+  - id: work
+    scope: ["early-work", "big"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of=big bs=1M count=2048 2>/dev/null
+  - id: out
+    scope: ["early-out"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of="$RUNNER_OUT/big" bs=1M count=2048 2>/dev/null
+  - id: cache
+    scope: ["early-cache"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of=/cache/big bs=1M count=2048 2>/dev/null
+  - id: small
+    scope: ["small.txt"]
+    run: |
+      dd if=/dev/zero of=/cache/some bs=1M count=16 2>/dev/null
+      echo fine > small.txt
+"""
+
+
+EGRESS_PLAN = """\
+tasks:
+  - id: probe
+    scope: ["probe.json"]
+    policy: allow.yaml
+    timeout: 120
+    run: |
+      python3 - > probe.json <<'PY'
+      import json, urllib.error, urllib.request
+      def get(url):
+          try:
+              return urllib.request.urlopen(url, timeout=10).status
+          except urllib.error.HTTPError as e:
+              return e.code
+          except Exception as e:
+              return type(e).__name__
+      def direct(url):
+          opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+          try:
+              return opener.open(url, timeout=5).status
+          except Exception as e:
+              return type(e).__name__
+      print(json.dumps({"api": get("http://api.example.test:8080/"),
+                        "direct": direct("http://api.example.test:8080/"),
+                        "other": get("http://other.example.test:8080/"),
+                        "port": get("http://api.example.test:9090/")}))
+      PY
+"""
+
+
+@pytest.fixture
+def overlay_server(swarm: None, docker_client: docker.DockerClient) -> Iterator[str]:
+    """An attachable overlay of the test's own with its HTTP server (api.example.test and
+    other.example.test, ports 8080 and 9090): the only outside the run's proxy may reach."""
+    name = f"runner-test-swarm-egress-{time.time_ns()}"
+    net = docker_client.networks.create(name, driver="overlay", attachable=True)
+    web = None
+    try:
+        web = docker_client.containers.run(
+            "runner/sandbox:1",
+            ["sh", "-c", "python3 -m http.server 9090 & exec python3 -m http.server 8080"],
+            network=name, detach=True, labels={"runner-test": "swarm"},
+        )  # fmt: skip
+        net.disconnect(web)  # aliases are given on a connect
+        net.connect(web, aliases=["api.example.test", "other.example.test"])
+        yield name
+    finally:
+        if web is not None:
+            web.remove(force=True)
+        net.remove()
+
+
+def test_allowlist_through_a_proxy_service(
+    docker_client: docker.DockerClient, tmp_path: Path, overlay_server: str
+) -> None:
+    repo = make_repo(tmp_path, {"README.md": "hello"})
+    (tmp_path / "allow.yaml").write_text(
+        "network: allowlist\nallow:\n  - host: api.example.test\n    ports: [8080]\n"
+    )
+    (tmp_path / "plan.yaml").write_text(EGRESS_PLAN)
+    egress = {"RUNNER_EGRESS_NETWORK": overlay_server}
+    plan = str(tmp_path / "plan.yaml")
+    proc = runner_cli("run", plan, "--repo", str(repo), "--json", "--backend", "swarm", env=egress)
+    assert proc.stdout.strip().startswith("{"), proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    try:
+        task = result["tasks"][0]
+        assert task["status"] == "merged", (task, proc.stderr[-3000:])
+        probe = json.loads(git(repo, "show", f"{task['ref']}:probe.json"))
+        # The listed name and port answer through the proxy; without it the name does not
+        # even resolve (an internal overlay); another name and another port are refused by
+        # the proxy, and the refusals are in the result, as for containers.
+        assert probe == {"api": 200, "direct": "URLError", "other": 403, "port": 403}, probe
+        denied = {(d["host"], d["port"]) for d in task["denials"]}
+        assert denied == {("other.example.test", 8080), ("api.example.test", 9090)}, task
+        assert swarm_leftovers(docker_client, result["run_id"]) == []
+    finally:
+        remove_caches(docker_client, repo)
+    # A bridge (one daemon's network) cannot be a swarm proxy's way out: said in one line.
+    bridge = docker_client.networks.create(f"runner-test-bridge-{time.time_ns()}")
+    try:
+        proc = runner_cli("run", plan, "--repo", str(repo), "--json", "--backend", "swarm",
+                          env={"RUNNER_EGRESS_NETWORK": str(bridge.name)})  # fmt: skip
+        refused = json.loads(proc.stdout)
+        assert refused["status"] == "error", proc.stderr[-3000:]
+        assert "a swarm service can join only swarm-scoped ones" in refused["error"]
+        assert "Traceback" not in proc.stderr
+        assert swarm_leftovers(docker_client, refused["run_id"]) == []
+    finally:
+        bridge.remove()
+
+
+def test_oom_is_read_on_the_task_node(
+    swarm: None, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """The swarm's task status does not say OOM; the task's guard reads it from its node's
+    daemon (so it holds on any node, not only the coordinator's), as guard.log shows."""
+    repo = make_repo(tmp_path, {"README.md": "hello"})
+    (tmp_path / "small.yaml").write_text("memory: 64m\n")
+    (tmp_path / "plan.yaml").write_text(
+        "tasks:\n  - id: hog\n    scope: ['x']\n    policy: small.yaml\n"
+        "    run: python3 -c 'b = bytearray(1 << 30); print(len(b))'\n"
+        "  - id: fine\n    scope: ['y']\n    run: echo y > y\n"
+    )
+    result = run(repo, tmp_path / "plan.yaml", "swarm")
+    try:
+        tasks = {t["id"]: t for t in result["tasks"]}
+        assert tasks["hog"]["status"] == "oom", tasks["hog"]
+        assert "killed by the memory limit (64 MiB)" in tasks["hog"]["reason"]
+        assert tasks["fine"]["status"] == "merged", tasks["fine"]
+        state = Path(tasks["hog"]["log_path"]).parent
+        assert "oom 1" in (state / "guard.log").read_text().splitlines()
+        fine = Path(tasks["fine"]["log_path"]).parent / "guard.log"
+        assert "oom 0" in fine.read_text().splitlines()
+        assert swarm_leftovers(docker_client, result["run_id"]) == []
+    finally:
+        remove_caches(docker_client, repo)
+
+
+RESUME_PLAN = """\
+concurrency: 2
+tasks:
+  - id: fast
+    scope: ["f/**"]
+    run: mkdir f && echo one > f/x.txt
+  - id: slow
+    scope: ["s/**"]
+    run: |
+      if [ ! -e /cache/begun ]; then touch /cache/begun; mkdir s; echo part > s/p; sleep 300; fi
+      mkdir -p s && echo done > s/x.txt
+"""
+
+
+def test_resume_finishes_a_killed_swarm_run(
+    swarm: None, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """SIGKILL the runner while one task is judged ready and one runs on the swarm; `runner
+    resume` (a new process: nothing of the old one's memory) keeps the ready one (collected
+    from the depot, not run again), runs the cut one again, merges both, and leaves nothing of
+    the run on the swarm. (The cut attempt's partial work is not kept on Swarm: README.)"""
+    from runner.journal import read_journal
+
+    repo = make_repo(tmp_path, {"README.md": "x\n"})
+    (tmp_path / "plan.yaml").write_text(RESUME_PLAN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "plan.yaml", "--repo", str(repo), "--json",
+         "--backend", "swarm"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        runs = repo / ".git" / "runner" / "runs"
+        flt = {"label": [f"{labels.ROLE}=task", f"{labels.TASK}=slow"]}
+        ready = running = False
+        deadline = time.monotonic() + 240
+        while not (ready and running) and time.monotonic() < deadline and proc.poll() is None:
+            journals = list(runs.glob("*/journal.jsonl")) if runs.is_dir() else []
+            events = read_journal(journals[0]).events if journals else []
+            ready = any(e["event"] == "judged" and e["task"] == "fast" for e in events)
+            running = any(
+                t["Status"]["State"] == "running"
+                for s in docker_client.services.list(filters=flt)
+                for t in docker_client.api.tasks(filters={"service": s.id})  # type: ignore[no-untyped-call]
+            )
+            time.sleep(0.2)
+        assert ready and running, proc.communicate()[1][-3000:] if proc.poll() is not None else ""
+        time.sleep(2)  # inside its sleep: its partial file written
+        proc.kill()
+        proc.communicate(timeout=30)
+        run_id = journals[0].parent.name
+
+        done = runner_cli("resume", run_id, "--repo", str(repo), "--json",
+                          env={"RUNNER_BACKEND": "swarm"})  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout)
+        tasks = {t["id"]: t for t in result["tasks"]}
+        assert {t["status"] for t in tasks.values()} == {"merged"}, tasks
+        assert tasks["fast"]["attempts"] == 1 and tasks["slow"]["attempts"] == 2
+        assert any("cut short" in n for n in tasks["slow"]["notes"])
+        events = read_journal(journals[0]).events
+        starts = [e["task"] for e in events if e["event"] == "task_started"]
+        assert starts.count("fast") == 1 and starts.count("slow") == 2
+        integrated = result["integration_ref"]
+        assert git(repo, "show", f"{integrated}:f/x.txt") == "one"
+        assert git(repo, "show", f"{integrated}:s/x.txt") == "done"
+        assert swarm_leftovers(docker_client, run_id) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        remove_caches(docker_client, repo)
