@@ -606,7 +606,7 @@ class SwarmBackend(SandboxBackend):
 
         guard = self._start_guard(spec, template, stop)
         try:
-            started = time.monotonic()
+            started, began = time.monotonic(), time.time()  # provisioned: the task's own step
             status, timed_out, service = self._step(
                 spec, spec.role, template, spec.timeout, created
             )
@@ -653,6 +653,7 @@ class SwarmBackend(SandboxBackend):
             disk_exceeded=glog.exceeded,
             disk_added=glog.added if glog.final else None,
             address=address,
+            started_at=began,
         )
 
     def _oom_killed(self, container: str | None) -> bool:
