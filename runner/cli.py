@@ -265,15 +265,41 @@ def shell_cmd(
     raise typer.Exit(code)
 
 
+ResumeBackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Sandbox backend; default: the one the run was pinned with (another is refused).",
+        show_default=False,
+    ),
+]
+
+
+def _pinned_settings(backend: str | None) -> tuple[Settings, str | None]:
+    """Settings of a resume or retry, and the backend asked for (--backend, else
+    RUNNER_BACKEND; None: neither), which `execute` checks against the run's pin."""
+    from runner.sandbox.factory import BACKENDS
+
+    if backend is not None and backend not in BACKENDS:
+        raise InputError(
+            f"--backend {backend!r} is not a sandbox backend",
+            hint=f"use one of: {', '.join(sorted(BACKENDS))}",
+        )
+    settings = Settings(backend=backend) if backend else Settings()
+    return settings, backend or os.environ.get("RUNNER_BACKEND") or None
+
+
 @app.command("resume")
 @guarded
 def resume_cmd(
     run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
     repo: RepoOpt = Path("."),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+    backend: ResumeBackendOpt = None,
 ) -> None:
     """Continue an interrupted or killed run: judged tasks stay, the rest run, waves merge."""
-    _run_and_report(None, repo, Settings(), json_out, resume=run)
+    settings, asked = _pinned_settings(backend)
+    _run_and_report(None, repo, settings, json_out, resume=run, backend_asked=asked)
 
 
 @app.command("rerun")
@@ -304,10 +330,12 @@ def retry_cmd(
     tasks: Annotated[list[str], typer.Argument(help="The tasks to run again.")],
     repo: RepoOpt = Path("."),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON alone.")] = False,
+    backend: ResumeBackendOpt = None,
 ) -> None:
     """Run tasks of a finished run again, in that run, as their next attempt; what depends on
     them runs too, and everything merges onto the run's integration branch."""
-    _run_and_report(None, repo, Settings(), json_out, resume=run, retry=tasks)
+    settings, asked = _pinned_settings(backend)
+    _run_and_report(None, repo, settings, json_out, resume=run, retry=tasks, backend_asked=asked)
 
 
 def _report(
@@ -367,6 +395,7 @@ def execute(
     reuse: bool | None = None,
     rerun: str | None = None,
     allow_drift: Sequence[str] = (),
+    backend_asked: str | None = None,
 ) -> RunResult:
     """Load, pre-flight, run and report one plan (shared by `run`, `resume`, `rerun` and
     `demo`)."""
@@ -380,9 +409,13 @@ def execute(
 
     replay, again, pinned, replays = None, list[str](), None, None
     if resume is not None:
-        from runner.resume import prepare_resume
+        from runner.resume import prepare_resume, resume_backend
 
         prepared, replay, again = prepare_resume(repo, resume, settings, os.environ, retry)
+        # The run goes on where its work is: on the backend it was pinned with.
+        chosen = resume_backend(replay.result, backend_asked)
+        if chosen is not None and chosen != settings.backend:
+            settings = settings.model_copy(update={"backend": chosen})
     elif rerun is not None:
         from runner.resume import prepare_rerun
 

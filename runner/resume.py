@@ -50,6 +50,21 @@ def prepare_resume(
     return prepared, done, again
 
 
+def resume_backend(result: RunResult, asked: str | None) -> str | None:
+    """The backend a resumed (or retried) run goes on with: the one it was pinned with;
+    `asked` (--backend, RUNNER_BACKEND) must be that one, since its work may live in that
+    backend's objects (a Swarm run's volumes). None: the run pinned none (an older runner).
+    Raises InputError."""
+    pinned = result.inputs.backend if result.inputs is not None else None
+    if asked and pinned and asked != pinned:
+        raise InputError(  # one line
+            f"run {result.run_id} was pinned to backend {pinned}, not {asked} (its work is in "
+            f"{pinned}'s sandboxes): say --backend {pinned}, or neither --backend nor "
+            "RUNNER_BACKEND"
+        )
+    return pinned or asked
+
+
 def prepare_rerun(
     repo: Path, which: str, settings: Settings, environ: Mapping[str, str]
 ) -> tuple[Prepared, str, RunInputs]:

@@ -565,8 +565,12 @@ def test_resume_finishes_a_killed_swarm_run(
         proc.communicate(timeout=30)
         run_id = journals[0].parent.name
 
-        done = runner_cli("resume", run_id, "--repo", str(repo), "--json",
-                          env={"RUNNER_BACKEND": "swarm"})  # fmt: skip
+        # Its work is in the swarm's volumes: another backend is refused, nothing started.
+        other = runner_cli("resume", run_id, "--repo", str(repo), "--backend", "docker")
+        assert other.returncode == 2, other.stderr[-3000:]
+        said = other.stderr.strip()
+        assert "\n" not in said and "swarm" in said and "docker" in said, said
+        done = runner_cli("resume", run_id, "--repo", str(repo), "--json")  # the pin: swarm
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout)
         tasks = {t["id"]: t for t in result["tasks"]}
