@@ -88,6 +88,33 @@ def test_collect_commits_leftovers_into_a_verifiable_bundle(
     assert rgit.changed_paths(repo, spec.start_commit, commit) == ["c.txt", "d.txt"]
 
 
+# Staged, then rewritten within the same second to the same size with the mtime set back:
+# git's one-second stat view of the index calls that clean. Both ways the collector is told
+# what moved (the host's list, or nothing: no entry trusted) bring the last content home, and
+# a skip-worktree entry the task committed stays as committed.
+RACY = """
+blob=$(echo hidden | git hash-object -w --stdin)
+git update-index --add --cacheinfo "100644,$blob,h.txt" && git update-index --skip-worktree h.txt
+git commit -qm hidden
+printf 'hellO\\n' > a.txt && git add a.txt
+was=$(stat -c %y a.txt)
+printf 'HellO\\n' > a.txt && touch -d "$was" a.txt
+"""
+
+
+@pytest.mark.parametrize("moved", [[b"a.txt"], None], ids=["host-list", "no-list"])
+def test_collect_takes_the_last_content_of_a_racily_clean_edit(
+    backend: SandboxBackend, spec: SandboxSpec, moved: list[bytes] | None
+) -> None:
+    assert backend.execute(replace(spec, script=RACY)).exit_code == 0
+    collected = backend.collect(spec, moved)
+    assert collected.bundle is not None, collected
+    repo = spec.objects.parent.parent
+    commit = rgit.fetch_bundle(repo, collected.bundle, "refs/runner-result", "refs/test/t")
+    assert rgit.out(repo, "show", f"{commit}:a.txt") == "HellO"
+    assert rgit.out(repo, "show", f"{commit}:h.txt") == "hidden"
+
+
 def test_runner_out_comes_home_without_links(backend: SandboxBackend, spec: SandboxSpec) -> None:
     script = 'echo report > "$RUNNER_OUT/r.txt" && ln -s /etc/shadow "$RUNNER_OUT/secret"'
     assert backend.execute(replace(spec, script=script)).exit_code == 0

@@ -30,14 +30,22 @@ cp -P "$task/HEAD" "$own/HEAD"
 # The task's index saves rehashing the whole tree, but its stat data is only as good as git's
 # one-second view of times: a same-size edit in the second an entry was written, its mtime
 # set back, looks clean. The host lists every path whose nanosecond stamps moved since
-# before the task ($control/moved, NUL-separated): their entries go, so `git add -A` hashes
-# them again. Without that list (a resumed run) no entry is trusted: HEAD's tree, no stat data.
-# A broken index is replaced the same way.
+# before the task (/runner/moved, NUL-separated): their entries go, so `git add -A` hashes
+# them again. Without that list (a resumed run, Swarm) no entry's stat data is trusted: the
+# index is dated 1 s after the epoch, which makes every entry "racily clean" to git, so each
+# is compared by content (its flags, such as skip-worktree, are kept). A broken index is
+# replaced by HEAD's tree.
 moved=/runner/moved
-{ [ -f "$moved" ] && cp -P "$task/index" "$own/index" 2>/dev/null \
-    && git ls-files --stage >/dev/null 2>&1 \
-    && git update-index -z --force-remove --stdin <"$moved"; } \
-    || { rm -f "$own/index"; git read-tree HEAD; }
+if cp -P "$task/index" "$own/index" 2>/dev/null && git ls-files --stage >/dev/null 2>&1; then
+    if [ -f "$moved" ]; then
+        git update-index -z --force-remove --stdin <"$moved"
+    else
+        touch -d @1 "$own/index"
+    fi
+else
+    rm -f "$own/index"
+    git read-tree HEAD
+fi
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c gc.auto=0 \
         -c commit.gpgSign=false -c core.autocrlf=false -c core.symlinks=true "$@"; }
 g add -A .
