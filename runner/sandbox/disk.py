@@ -10,8 +10,6 @@ overshoot is what a writer adds in about one look plus one kill (measured there)
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,9 +18,11 @@ from types import TracebackType
 
 import structlog
 
+from runner.sandbox.scripts import disk_guard
+
 log = structlog.get_logger()
 
-BLOCK = 4096
+BLOCK = disk_guard.BLOCK
 """Least charge per file or directory: an inode costs the host something even when empty, and
 free empty files would let a task fill the inode table without ever touching the limit."""
 
@@ -30,45 +30,16 @@ free empty files would let a task fill the inode table without ever touching the
 def usage(paths: Iterable[Path]) -> int:
     """Bytes the host spends on everything under paths, like `du`: allocated blocks, not
     apparent sizes (a sparse file costs what it holds), each inode once (hard links), symlinks
-    never followed. Files vanishing during the walk are skipped; a path that is missing is 0."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    stack = [str(p) for p in paths]
-    while stack:
-        path = stack.pop()
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        total += max(st.st_blocks * 512, BLOCK)
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                with os.scandir(path) as it:
-                    stack.extend(entry.path for entry in it)
-            except OSError:
-                # Unreadable (an unprivileged host, a task's chmod 000): its contents are not
-                # seen. As root, which CI is, every directory is readable.
-                continue
-    return total
+    never followed. Files vanishing during the walk are skipped; a path that is missing is 0.
+    An unreadable directory's contents are not seen (as root, which CI is, all are readable).
+    The one walk of both backends: the Swarm guard runs the same script on the task's node."""
+    return disk_guard.usage([str(p) for p in paths])
 
 
 def fs_used(paths: Iterable[Path]) -> int:
     """Bytes in use on the file systems holding paths (statvfs, each file system once): O(1),
     but counts every writer on them, not only the task."""
-    total, seen = 0, set()
-    for path in paths:
-        try:
-            dev = os.stat(path).st_dev
-            st = os.statvfs(path)
-        except OSError:
-            continue
-        if dev not in seen:
-            seen.add(dev)
-            total += (st.f_blocks - st.f_bfree) * st.f_frsize
-    return total
+    return disk_guard.fs_used([str(p) for p in paths])
 
 
 class DiskGuard:

@@ -1,4 +1,4 @@
-"""The Swarm disk guard as data: its script's walk is the container backend's, its reports
+"""The Swarm disk guard as data: its walk (the container backend's too) counts as `du`, its reports
 parse as the coordinator acts on them, and its service template reads, never writes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from runner.sandbox.scripts import disk_guard
 from runner.sandbox.swarm_guard import GuardLog, guard_template
 
 
-def test_the_guard_script_walks_as_the_container_guard(tmp_path: Path) -> None:
+def test_the_one_walk_counts_blocks_each_inode_once_and_follows_no_link(tmp_path: Path) -> None:
     (tmp_path / "d" / "e").mkdir(parents=True)
     (tmp_path / "d" / "f").write_bytes(b"x" * 10_000)
     (tmp_path / "sparse").write_bytes(b"")
@@ -23,8 +23,11 @@ def test_the_guard_script_walks_as_the_container_guard(tmp_path: Path) -> None:
         fh.write(b"y")
     os.link(tmp_path / "d" / "f", tmp_path / "hard")
     (tmp_path / "loop").symlink_to(tmp_path)
-    paths = [tmp_path / "d", tmp_path, tmp_path / "missing"]
-    assert disk_guard.usage([str(p) for p in paths]) == usage(paths) > 10_000
+    total = usage([tmp_path])
+    assert 10_000 < total < 1 << 20  # the sparse file costs its blocks, not its 50 MiB
+    # The hard link, a directory named twice and a missing path add nothing.
+    assert usage([tmp_path / "d", tmp_path, tmp_path / "missing"]) == total
+    assert disk_guard.usage([str(tmp_path)]) == total  # the script the Swarm guard runs
 
 
 def test_reports_parse_and_exceeded_kills_once() -> None:

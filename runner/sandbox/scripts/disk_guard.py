@@ -8,7 +8,7 @@
 #   oom 0|1               after SIGTERM (the task ended): whether its memory limit killed it
 #   final ADDED PEAK      then a last look
 # Standalone (the collector image has python3 and nothing of the runner's);
-# tests/unit/test_swarm_guard.py checks its walk against runner.sandbox.disk.usage.
+# runner.sandbox.disk imports its walk: the container backend's guard counts the same way.
 import contextlib
 import http.client
 import json
