@@ -26,37 +26,39 @@ max_out: 1g        # the RUNNER_OUT copy must not be what stops the /out writer
 max_bundle: 1g
 """
 FILES = {"README.md": "hello\n"}
+# Three writers past the limit, each after committing a file, and one under it (Swarm too).
+PLAN = """\
+policy: disk.yaml
+concurrency: 2
+tasks:
+  - id: work
+    scope: ["early-work", "big"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of=big bs=1M count=2048 2>/dev/null
+  - id: out
+    scope: ["early-out"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of="$RUNNER_OUT/big" bs=1M count=2048 2>/dev/null
+  - id: cache
+    scope: ["early-cache"]
+    run: |
+      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
+      dd if=/dev/zero of=/cache/big bs=1M count=2048 2>/dev/null
+  - id: small
+    scope: ["small.txt"]
+    run: |
+      dd if=/dev/zero of=/cache/some bs=1M count=16 2>/dev/null
+      echo fine > small.txt
+"""
 
 
 def test_writers_past_the_limit_end_disk_limit_and_keep_their_work(
     run_plan: RunPlan, docker_client: docker.DockerClient
 ) -> None:
     run = run_plan(
-        """
-        policy: disk.yaml
-        concurrency: 2
-        tasks:
-          - id: work
-            scope: ["early-work", "big"]
-            run: |
-              echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
-              dd if=/dev/zero of=big bs=1M count=2048 2>/dev/null
-          - id: out
-            scope: ["early-out"]
-            run: |
-              echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
-              dd if=/dev/zero of="$RUNNER_OUT/big" bs=1M count=2048 2>/dev/null
-          - id: cache
-            scope: ["early-cache"]
-            run: |
-              echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
-              dd if=/dev/zero of=/cache/big bs=1M count=2048 2>/dev/null
-          - id: small
-            scope: ["small.txt"]
-            run: |
-              dd if=/dev/zero of=/cache/some bs=1M count=16 2>/dev/null
-              echo fine > small.txt
-        """,
+        PLAN,
         FILES,
         extra={"disk.yaml": POLICY},
     )

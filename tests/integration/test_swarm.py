@@ -340,11 +340,11 @@ def test_disk_writers_end_disk_limit_and_keep_their_work(
     task's node reading its volumes, no host path of the coordinator's is watched."""
     from runner import names
     from runner.coordinator import repo_key
-    from tests.integration.test_disk import BOUND, LIMIT, POLICY
+    from tests.integration.test_disk import BOUND, LIMIT, PLAN, POLICY
 
     repo = make_repo(tmp_path, {"README.md": "hello\n"})
     (tmp_path / "disk.yaml").write_text(POLICY)
-    (tmp_path / "plan.yaml").write_text(DISK_PLAN)
+    (tmp_path / "plan.yaml").write_text(PLAN)
     result = run(repo, tmp_path / "plan.yaml", "swarm")
     try:
         assert result["exit_code"] == 1, result
@@ -366,33 +366,6 @@ def test_disk_writers_end_disk_limit_and_keep_their_work(
         assert swarm_leftovers(docker_client, result["run_id"]) == []
     finally:
         remove_caches(docker_client, repo)
-
-
-DISK_PLAN = """\
-policy: disk.yaml
-concurrency: 2
-tasks:
-  - id: work
-    scope: ["early-work", "big"]
-    run: |
-      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
-      dd if=/dev/zero of=big bs=1M count=2048 2>/dev/null
-  - id: out
-    scope: ["early-out"]
-    run: |
-      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
-      dd if=/dev/zero of="$RUNNER_OUT/big" bs=1M count=2048 2>/dev/null
-  - id: cache
-    scope: ["early-cache"]
-    run: |
-      echo early > "early-$RUNNER_TASK" && git add -A && git commit -qm early
-      dd if=/dev/zero of=/cache/big bs=1M count=2048 2>/dev/null
-  - id: small
-    scope: ["small.txt"]
-    run: |
-      dd if=/dev/zero of=/cache/some bs=1M count=16 2>/dev/null
-      echo fine > small.txt
-"""
 
 
 EGRESS_PLAN = """\
