@@ -113,12 +113,12 @@ class Pipeline:
         self._check()
         collecting = time.time()
         after = stamps.walk(spec.workspace) if before is not None else None
-        moved = stamps.moved(before, after) if before is not None and after is not None else None
-        if moved == [] and before == after and stamps.is_empty(spec.state / "out"):
+        if after is not None and after == before and stamps.is_empty(spec.state / "out"):
             # Not a name, inode or stamp moved and RUNNER_OUT is empty: nothing to collect.
             log.info("workspace unchanged: nothing to collect", task=task_id)
             collected = Collected(spec.start_commit, None, None)
         else:
+            moved = stamps.moved(before, after) if before and after else None
             collected = self.backend.collect(spec, moved)
         collected_at = time.time()
         copy = collected.transfer or (collected_at, collected_at)

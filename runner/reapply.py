@@ -8,12 +8,12 @@ like a task that ran.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from runner import git, names
+from runner.core.bundle import is_object_id
 from runner.core.inputs import Candidate
 from runner.core.results import RunResult, TaskStatus
 
@@ -29,13 +29,12 @@ def tree_of(repo: Path, commit: str, path: str | None = None) -> str | None:
     rev = f"{commit}:{path}" if path is not None else f"{commit}^{{tree}}"
     proc = git.git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", rev, check=False)
     tree = proc.stdout.decode().strip() or None if proc.returncode == 0 else None
-    if tree is not None and _SHA.fullmatch(commit):  # a name (HEAD, a branch) can move
+    if tree is not None and is_object_id(commit):  # a name (HEAD, a branch) can move
         _trees[(repo, commit, path)] = tree
     return tree
 
 
 _trees: dict[tuple[Path, str, str | None], str] = {}
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def candidates(runs_dir: Path, exclude: str) -> list[Candidate]:

@@ -7,7 +7,6 @@ import contextlib
 import fcntl
 import io
 import os
-import re
 import secrets
 import shutil
 import tarfile
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from runner import git
-
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+from runner.core.bundle import is_object_id
 
 
 def make_clone(repo: Path, commit: str, dest: Path, branch: str, owner: str) -> None:
@@ -87,7 +85,7 @@ def objects_for(
     """
     if mode == "all":
         return git.common_dir(repo) / "objects"
-    if not _SHA.fullmatch(commit):
+    if not is_object_id(commit):
         raise ValueError(f"not a full commit id: {commit!r}")
     cache_dir = cache_dir.absolute()  # git runs in the repo: a relative path would move
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +175,7 @@ def _commit_graph(repo: Path, commit: str, store: Path, base: Path | None) -> No
 
 def _built_ancestor(repo: Path, commit: str, cache_dir: Path) -> Path | None:
     """The most recently built store of an ancestor of commit, if any."""
-    built = [p for p in cache_dir.iterdir() if _SHA.fullmatch(p.name) and p.is_dir()]
+    built = [p for p in cache_dir.iterdir() if is_object_id(p.name) and p.is_dir()]
     for cand in sorted(built, key=lambda p: p.stat().st_mtime_ns, reverse=True):
         proc = git.git(repo, "merge-base", "--is-ancestor", cand.name, commit, check=False)
         if proc.returncode == 0:

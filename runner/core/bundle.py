@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 
 _SIGNATURES = (b"# v2 git bundle\n", b"# v3 git bundle\n")
 _OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # SHA-1 or SHA-256
+
+
+def is_object_id(text: str) -> bool:
+    """A full object name (SHA-1 or SHA-256, lowercase hex), not a ref or an abbreviation."""
+    return _OID.fullmatch(text) is not None
+
+
 MAX_HEADER = 64 * 1024
 NAME_MAX = 255  # bytes in one path component on Linux file systems
 PATH_MAX = 1024  # bytes in a repo path: leaves room for the workspace prefix under PATH_MAX
